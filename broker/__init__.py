@@ -1,0 +1,1 @@
+"""kraftboard's broker: a Kafka-wire-compatible node on SQLite, and the local cluster around it."""

@@ -1,0 +1,239 @@
+"""SQLite storage for one node: topics, partitions and record batches in one WAL database.
+
+Each batch is one row holding the producer's bytes. Writes go through a single writer
+task with group commit: every write that arrives while a transaction is being written
+joins the next one, so a busy node commits many batches per transaction and a quiet one
+commits each at once. Reads use their own connection and see committed data only.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import aiosqlite
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    name TEXT PRIMARY KEY,
+    topic_id BLOB NOT NULL,
+    configs TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    log_start_offset INTEGER NOT NULL DEFAULT 0,
+    leader_epoch INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (topic, partition)
+);
+-- Columns before `data` are read without touching the blob's overflow pages.
+CREATE TABLE IF NOT EXISTS batches (
+    pid INTEGER NOT NULL,
+    base_offset INTEGER NOT NULL,
+    last_offset INTEGER NOT NULL,
+    max_timestamp INTEGER NOT NULL,
+    producer_id INTEGER NOT NULL,
+    producer_epoch INTEGER NOT NULL,
+    base_sequence INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+-- Covering index: a fetch plans its byte budget from the index alone.
+CREATE INDEX IF NOT EXISTS batches_by_offset ON batches (pid, base_offset, size);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+INSERT_BATCH = (
+    "INSERT INTO batches (pid, base_offset, last_offset, max_timestamp, producer_id,"
+    " producer_epoch, base_sequence, size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+# Whole batches from the one holding `offset`, below the high watermark, within the
+# byte budget; the first batch is returned even when it alone is over the budget (KIP-74).
+READ_BATCHES = """
+WITH candidates AS (
+    SELECT rowid AS rid, base_offset, size FROM batches
+    WHERE pid = :pid
+      AND base_offset >= COALESCE(
+          (SELECT MAX(base_offset) FROM batches WHERE pid = :pid AND base_offset <= :offset),
+          :offset)
+      AND base_offset < :end
+    ORDER BY base_offset LIMIT :max_rows),
+budgeted AS (
+    SELECT rid, base_offset,
+           SUM(size) OVER (ORDER BY base_offset ROWS UNBOUNDED PRECEDING) AS upto,
+           ROW_NUMBER() OVER (ORDER BY base_offset) AS n
+    FROM candidates)
+SELECT batches.data FROM budgeted JOIN batches ON batches.rowid = budgeted.rid
+WHERE budgeted.upto <= :max_bytes OR budgeted.n = 1
+ORDER BY budgeted.base_offset
+"""
+
+
+@dataclass
+class StoredPartition:
+    id: int
+    topic: str
+    partition: int
+    log_start_offset: int
+    leader_epoch: int
+    end_offset: int  # one past the last stored offset
+    size: int
+
+
+class Storage:
+    def __init__(self, path: Path, fsync_every_commit: bool = False):
+        self.path = path
+        self._fsync = fsync_every_commit
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._pending: list[tuple[str, Any, Callable[[], None] | None]] = []
+        self._pending_many = False
+        self._commit: asyncio.Future | None = None
+        self._wakeup = asyncio.Event()
+        self._writer_task: asyncio.Task | None = None
+        self.commits = 0
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._writer.execute("PRAGMA journal_mode=WAL")
+        await self._writer.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+        await self._writer.executescript(SCHEMA)
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.execute("PRAGMA query_only=ON")
+        self._writer_task = asyncio.create_task(self._write_loop(), name="storage-writer")
+
+    async def close(self) -> None:
+        if self._writer_task is not None:
+            await self.flush()
+            self._writer_task.cancel()
+            try:
+                await self._writer_task
+            except asyncio.CancelledError:
+                pass
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+
+    # -- writes -------------------------------------------------------------------------
+
+    def write(self, sql: str, params: Any, on_commit: Callable[[], None] | None = None,
+              many: bool = False) -> asyncio.Future:
+        """Queue a statement for the next group commit; returns the commit's future.
+
+        `on_commit` runs on the event loop after the transaction is durable, in queue
+        order, before anyone awaiting the future wakes up.
+        """
+        self._pending.append((sql, params if many else [params], on_commit))
+        if self._commit is None:
+            self._commit = asyncio.get_running_loop().create_future()
+            self._wakeup.set()
+        return self._commit
+
+    def append_batch(self, row: tuple, on_commit: Callable[[], None] | None) -> asyncio.Future:
+        return self.write(INSERT_BATCH, row, on_commit)
+
+    async def flush(self) -> None:
+        if self._commit is not None:
+            await asyncio.shield(self._commit)
+
+    async def _write_loop(self) -> None:
+        assert self._writer is not None
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            pending, self._pending = self._pending, []
+            commit, self._commit = self._commit, None
+            if not pending:
+                continue
+            try:
+                await self._writer.execute("BEGIN")
+                # Consecutive statements with the same SQL become one executemany call:
+                # each call is a hop to SQLite's thread.
+                sql, rows = pending[0][0], []
+                for stmt, params, _ in pending:
+                    if stmt != sql:
+                        await self._writer.executemany(sql, rows)
+                        sql, rows = stmt, []
+                    rows.extend(params)
+                await self._writer.executemany(sql, rows)
+                await self._writer.execute("COMMIT")
+            except Exception as exc:  # disk full, I/O error: every write in it fails
+                log.exception("storage commit failed")
+                try:
+                    await self._writer.execute("ROLLBACK")
+                except Exception:
+                    pass
+                if commit is not None and not commit.done():
+                    commit.set_exception(exc)
+                    commit.exception()  # acks=0 writers never await; keep asyncio quiet
+                continue
+            self.commits += 1
+            for _, _, on_commit in pending:
+                if on_commit is not None:
+                    on_commit()
+            if commit is not None and not commit.done():
+                commit.set_result(None)
+
+    # -- reads --------------------------------------------------------------------------
+
+    async def read_batches(self, pid: int, offset: int, end: int, max_bytes: int) -> list[bytes]:
+        assert self._reader is not None
+        # The smallest v2 batch is 61 bytes plus one record, so this bounds the rows a
+        # budget could ever take without letting one fetch scan the whole log.
+        max_rows = max(1, max_bytes // 64 + 1)
+        rows = await self._reader.execute_fetchall(READ_BATCHES, {
+            "pid": pid, "offset": offset, "end": end, "max_bytes": max_bytes,
+            "max_rows": max_rows,
+        })
+        return [row[0] for row in rows]
+
+    async def query(self, sql: str, params: Any = ()) -> list[tuple]:
+        assert self._reader is not None
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def load_partitions(self) -> list[StoredPartition]:
+        rows = await self.query("""
+            SELECT p.id, p.topic, p.partition, p.log_start_offset, p.leader_epoch,
+                   (SELECT MAX(last_offset) FROM batches b WHERE b.pid = p.id),
+                   (SELECT COALESCE(SUM(size), 0) FROM batches b WHERE b.pid = p.id)
+            FROM partitions p ORDER BY p.topic, p.partition""")
+        return [
+            StoredPartition(pid, topic, index, start, epoch,
+                            start if last is None else max(start, last + 1), size)
+            for pid, topic, index, start, epoch, last, size in rows
+        ]
+
+    async def load_topics(self) -> list[tuple[str, bytes, dict]]:
+        rows = await self.query("SELECT name, topic_id, configs FROM topics ORDER BY name")
+        return [(name, topic_id, json.loads(configs)) for name, topic_id, configs in rows]
+
+    async def recent_producer_batches(self, pid: int, limit: int) -> list[tuple]:
+        """(producer_id, epoch, base_sequence, base_offset, last_offset), oldest first."""
+        rows = await self.query(
+            "SELECT producer_id, producer_epoch, base_sequence, base_offset, last_offset"
+            " FROM batches WHERE pid = ? AND producer_id >= 0"
+            " ORDER BY base_offset DESC LIMIT ?", (pid, limit))
+        return rows[::-1]
+
+    async def insert_partition(self, topic: str, partition: int) -> int:
+        """Partition rows are created synchronously: their id keys every batch."""
+        assert self._writer is not None
+        await self.flush()
+        cursor = await self._writer.execute(
+            "INSERT INTO partitions (topic, partition) VALUES (?, ?)", (topic, partition))
+        return cursor.lastrowid
+
+    async def get_setting(self, key: str) -> str | None:
+        rows = await self.query("SELECT value FROM settings WHERE key = ?", (key,))
+        return rows[0][0] if rows else None

@@ -1,0 +1,5 @@
+"""`kraftboard cluster`: placeholder until the supervisor lands."""
+
+
+def add_commands(commands) -> None:
+    pass
