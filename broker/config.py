@@ -95,7 +95,7 @@ NODE_SETTINGS = {s.name: s for s in [
     Setting("group.initial.rebalance.delay.ms", int, 3000, "wait for more members", at_least(0)),
 ]}
 
-# Topic settings: name -> (broker default key or None, setting).
+# Topic settings a client can set per topic (CreateTopics, AlterConfigs).
 TOPIC_SETTINGS = {s.name: s for s in [
     Setting("retention.ms", int, None, "delete batches older than this (-1: forever)", at_least(-1)),
     Setting("retention.bytes", int, None, "delete the oldest batches past this size", at_least(-1)),
@@ -172,6 +172,7 @@ def validate_topic_configs(configs: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class NodeConfig:
     values: dict[str, Any]
+    explicit: frozenset[str] = frozenset()  # keys the file set, as opposed to defaults
     path: Path | None = None
 
     def __getitem__(self, key: str) -> Any:
@@ -212,7 +213,7 @@ class NodeConfig:
         for required in ("node.id", "log.dirs"):
             if values[required] is None:
                 raise ConfigError(f"{source}: {required}: is required ({NODE_SETTINGS[required].doc})")
-        return cls(values)
+        return cls(values, frozenset(raw))
 
     @classmethod
     def load(cls, path: str | Path) -> "NodeConfig":

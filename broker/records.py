@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from crc32c import crc32c
 from kafka import errors
 
+from broker.errors import RequestError
+
 HEADER = struct.Struct(">qiibIhiqqqhii")
 HEADER_SIZE = HEADER.size  # 61
 CRC_START = 21
@@ -26,14 +28,6 @@ LOG_APPEND_TIME = 0x08
 TRANSACTIONAL = 0x10
 CONTROL = 0x20
 KNOWN_CODECS = range(0, 5)  # none, gzip, snappy, lz4, zstd
-
-
-class InvalidBatch(Exception):
-    """A produce payload a real broker would refuse; `error` is the Kafka error class."""
-
-    def __init__(self, error: type[errors.BrokerResponseError], message: str):
-        super().__init__(message)
-        self.error = error
 
 
 @dataclass(slots=True)
@@ -73,35 +67,35 @@ class Batch:
 def split_batches(payload: bytes, max_batch_bytes: int) -> list[Batch]:
     """Validate a produce payload and return its batches.
 
-    Raises InvalidBatch with the error code Apache Kafka answers for that fault.
+    Raises RequestError with the error code Apache Kafka answers for that fault.
     """
     if not payload:
-        raise InvalidBatch(errors.CorruptRecordError, "empty record set")
+        raise RequestError(errors.CorruptRecordError, "empty record set")
     batches = []
     view = memoryview(payload)
     pos = 0
     while pos < len(payload):
         if len(payload) - pos < HEADER_SIZE:
-            raise InvalidBatch(errors.CorruptRecordError, "truncated batch header")
+            raise RequestError(errors.CorruptRecordError, "truncated batch header")
         (_, length, _, magic, crc, attributes, last_offset_delta, _, max_ts,
          producer_id, producer_epoch, base_sequence, count) = HEADER.unpack_from(payload, pos)
         size = length + LENGTH_OVERHEAD
         if magic != 2:
-            raise InvalidBatch(errors.UnsupportedForMessageFormatError,
+            raise RequestError(errors.UnsupportedForMessageFormatError,
                                f"message format v{magic} is not supported; v2 only")
         if size < HEADER_SIZE or pos + size > len(payload):
-            raise InvalidBatch(errors.CorruptRecordError, "batch length does not match the payload")
+            raise RequestError(errors.CorruptRecordError, "batch length does not match the payload")
         if size > max_batch_bytes:
-            raise InvalidBatch(errors.MessageSizeTooLargeError,
+            raise RequestError(errors.MessageSizeTooLargeError,
                                f"batch of {size} bytes is over max.message.bytes={max_batch_bytes}")
         if crc32c(view[pos + CRC_START:pos + size]) != crc:
-            raise InvalidBatch(errors.CorruptRecordError, "CRC-32C mismatch")
+            raise RequestError(errors.CorruptRecordError, "CRC-32C mismatch")
         if attributes & CODEC_MASK not in KNOWN_CODECS:
-            raise InvalidBatch(errors.UnsupportedCompressionTypeError, "unknown compression codec")
+            raise RequestError(errors.UnsupportedCompressionTypeError, "unknown compression codec")
         if attributes & CONTROL:
-            raise InvalidBatch(errors.InvalidRecordError, "producers may not write control batches")
+            raise RequestError(errors.InvalidRecordError, "producers may not write control batches")
         if count <= 0 or last_offset_delta != count - 1:
-            raise InvalidBatch(errors.InvalidRecordError,
+            raise RequestError(errors.InvalidRecordError,
                                "record count and last offset delta disagree")
         batches.append(Batch(
             data=bytearray(view[pos:pos + size]),

@@ -97,11 +97,12 @@ class Storage:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._pending: list[tuple[str, Any, Callable[[], None] | None]] = []
-        self._pending_many = False
         self._commit: asyncio.Future | None = None
         self._wakeup = asyncio.Event()
         self._writer_task: asyncio.Task | None = None
         self.commits = 0
+        # Called after a failed commit, so the owner can forget what was not stored.
+        self.on_failure: Callable[[], None] = lambda: None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,14 +128,14 @@ class Storage:
 
     # -- writes -------------------------------------------------------------------------
 
-    def write(self, sql: str, params: Any, on_commit: Callable[[], None] | None = None,
-              many: bool = False) -> asyncio.Future:
+    def write(self, sql: str, params: Any,
+              on_commit: Callable[[], None] | None = None) -> asyncio.Future:
         """Queue a statement for the next group commit; returns the commit's future.
 
         `on_commit` runs on the event loop after the transaction is durable, in queue
         order, before anyone awaiting the future wakes up.
         """
-        self._pending.append((sql, params if many else [params], on_commit))
+        self._pending.append((sql, params, on_commit))
         if self._commit is None:
             self._commit = asyncio.get_running_loop().create_future()
             self._wakeup.set()
@@ -165,7 +166,7 @@ class Storage:
                     if stmt != sql:
                         await self._writer.executemany(sql, rows)
                         sql, rows = stmt, []
-                    rows.extend(params)
+                    rows.append(params)
                 await self._writer.executemany(sql, rows)
                 await self._writer.execute("COMMIT")
             except Exception as exc:  # disk full, I/O error: every write in it fails
@@ -174,6 +175,7 @@ class Storage:
                     await self._writer.execute("ROLLBACK")
                 except Exception:
                     pass
+                self.on_failure()
                 if commit is not None and not commit.done():
                     commit.set_exception(exc)
                     commit.exception()  # acks=0 writers never await; keep asyncio quiet
@@ -226,13 +228,43 @@ class Storage:
             " ORDER BY base_offset DESC LIMIT ?", (pid, limit))
         return rows[::-1]
 
-    async def insert_partition(self, topic: str, partition: int) -> int:
-        """Partition rows are created synchronously: their id keys every batch."""
-        assert self._writer is not None
-        await self.flush()
-        cursor = await self._writer.execute(
-            "INSERT INTO partitions (topic, partition) VALUES (?, ?)", (topic, partition))
-        return cursor.lastrowid
+    async def partition_size(self, pid: int) -> int:
+        rows = await self.query("SELECT COALESCE(SUM(size), 0) FROM batches WHERE pid = ?", (pid,))
+        return rows[0][0]
+
+    async def first_offset_newer_than(self, pid: int, timestamp_ms: int, end: int) -> int:
+        """Where the log would start if every batch older than `timestamp_ms` went."""
+        rows = await self.query(
+            "SELECT base_offset FROM batches WHERE pid = ? AND max_timestamp >= ?"
+            " ORDER BY base_offset LIMIT 1", (pid, timestamp_ms))
+        return rows[0][0] if rows else end
+
+    async def first_offset_keeping(self, pid: int, excess_bytes: int, end: int) -> int:
+        """Where the log would start after dropping whole batches worth `excess_bytes`."""
+        rows = await self.query("""
+            SELECT base_offset FROM (
+                SELECT base_offset,
+                       SUM(size) OVER (ORDER BY base_offset ROWS UNBOUNDED PRECEDING) AS upto
+                FROM batches WHERE pid = ?)
+            WHERE upto > ? ORDER BY base_offset LIMIT 1""", (pid, excess_bytes))
+        return rows[0][0] if rows else end
+
+    async def first_batch_at(self, pid: int, timestamp_ms: int, end: int) -> bytes | None:
+        """The first batch holding a record at or after `timestamp_ms`, below `end`."""
+        rows = await self.query(
+            "SELECT data FROM batches WHERE pid = ? AND max_timestamp >= ? AND base_offset < ?"
+            " ORDER BY base_offset LIMIT 1", (pid, timestamp_ms, end))
+        return rows[0][0] if rows else None
+
+    async def batch_with_max_timestamp(self, pid: int, end: int) -> bytes | None:
+        rows = await self.query(
+            "SELECT data FROM batches WHERE pid = ? AND base_offset < ?"
+            " ORDER BY max_timestamp DESC, base_offset LIMIT 1", (pid, end))
+        return rows[0][0] if rows else None
+
+    async def max_partition_id(self) -> int:
+        rows = await self.query("SELECT COALESCE(MAX(id), 0) FROM partitions")
+        return rows[0][0]
 
     async def get_setting(self, key: str) -> str | None:
         rows = await self.query("SELECT value FROM settings WHERE key = ?", (key,))

@@ -1,0 +1,17 @@
+"""One module per Kafka API, in API-key order; importing this package registers them all."""
+from broker.apis import (  # noqa: F401
+    produce,            # 0
+    fetch,              # 1
+    list_offsets,       # 2
+    metadata,           # 3
+    find_coordinator,   # 10
+    api_versions,       # 18
+    create_topics,      # 19
+    delete_topics,      # 20
+    delete_records,     # 21
+    init_producer_id,   # 22
+    describe_configs,   # 32
+    alter_configs,      # 33 and 44 (IncrementalAlterConfigs)
+    create_partitions,  # 37
+    describe_cluster,   # 60
+)

@@ -1,0 +1,29 @@
+"""CreatePartitions (37): grow a topic's partition count."""
+from kafka import errors
+from kafka.protocol.admin import CreatePartitionsRequest, CreatePartitionsResponse
+
+from broker.errors import RequestError
+from broker.protocol import api
+
+Result = CreatePartitionsResponse.CreatePartitionsTopicResult
+
+
+@api(CreatePartitionsRequest, 0, 3)
+async def create_partitions(request, ctx):
+    node = ctx.node
+    results = []
+    for wanted in request.topics:
+        result = Result(version=ctx.api_version, name=wanted.name, error_code=0, error_message=None)
+        try:
+            if wanted.assignments:
+                raise RequestError(errors.InvalidRequestError,
+                                   "manual replica assignments are not supported")
+            if request.validate_only:
+                node.check_partition_count(wanted.name, wanted.count)
+            else:
+                await node.create_partitions(wanted.name, wanted.count)
+        except RequestError as exc:
+            result.error_code = exc.code
+            result.error_message = exc.message
+        results.append(result)
+    return CreatePartitionsResponse(version=ctx.api_version, throttle_time_ms=0, results=results)

@@ -1,0 +1,48 @@
+"""CreateTopics (19): partitions, replication factor, configs, validate_only."""
+from kafka import errors
+from kafka.protocol.admin import CreateTopicsRequest, CreateTopicsResponse
+
+from broker.apis.describe_configs import describe_topic_configs
+from broker.errors import RequestError
+from broker.protocol import api
+
+Result = CreateTopicsResponse.CreatableTopicResult
+ResultConfig = Result.CreatableTopicConfigs
+
+
+@api(CreateTopicsRequest, 2, 7)
+async def create_topics(request, ctx):
+    node = ctx.node
+    version = ctx.api_version
+    names = [t.name for t in request.topics]
+    results = []
+    for wanted in request.topics:
+        result = Result(version=version, name=wanted.name, error_code=0, error_message=None,
+                        num_partitions=-1, replication_factor=-1, configs=None)
+        try:
+            if names.count(wanted.name) > 1:
+                raise RequestError(errors.InvalidRequestError,
+                                   f"topic {wanted.name!r} appears more than once in the request")
+            if wanted.assignments:
+                raise RequestError(errors.InvalidRequestError,
+                                   "manual replica assignments are not supported; "
+                                   "give num_partitions and replication_factor")
+            configs = {c.name: c.value for c in wanted.configs}
+            partitions, replication, configs = node.check_new_topic(
+                wanted.name, wanted.num_partitions, wanted.replication_factor, configs)
+            if request.validate_only:
+                result.num_partitions, result.replication_factor = partitions, replication
+            else:
+                topic = await node.create_topic(wanted.name, partitions, replication, configs)
+                result.topic_id = topic.topic_id
+                result.num_partitions = len(topic.partitions)
+                result.replication_factor = len(topic.partitions[0].replicas)
+                result.configs = [
+                    ResultConfig(version=version, name=c.name, value=c.value, read_only=c.read_only,
+                                 config_source=c.config_source, is_sensitive=False)
+                    for c in describe_topic_configs(node, topic, None, version)]
+        except RequestError as exc:
+            result.error_code = exc.code
+            result.error_message = exc.message
+        results.append(result)
+    return CreateTopicsResponse(version=version, throttle_time_ms=0, topics=results)

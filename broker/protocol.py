@@ -1,0 +1,63 @@
+"""The API registry: each module in broker/apis registers its handler and version range.
+
+Requests and responses are kafka-python's message classes, generated from Kafka's JSON
+schemas; this module only maps API keys to handlers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from kafka.protocol.api_message import ApiMessage
+
+if TYPE_CHECKING:
+    from broker.node import Node
+
+
+class CloseConnection(Exception):
+    """Drop the client's connection, as Kafka does for requests it cannot answer."""
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    node: "Node"
+    api_version: int
+    correlation_id: int
+    client_id: str | None
+    peer: str
+
+
+Handler = Callable[[ApiMessage, RequestContext], Awaitable[ApiMessage | None]]
+
+
+@dataclass(frozen=True)
+class Api:
+    request: type[ApiMessage]
+    min_version: int
+    max_version: int
+    handler: Handler
+
+    @property
+    def key(self) -> int:
+        return self.request.API_KEY
+
+    def supports(self, version: int) -> bool:
+        return self.min_version <= version <= self.max_version
+
+
+REGISTRY: dict[int, Api] = {}
+
+
+def api(request: type[ApiMessage], min_version: int, max_version: int):
+    """Register `handler` for `request`'s API key over [min_version, max_version]."""
+    def register(handler: Handler) -> Handler:
+        assert request.API_KEY not in REGISTRY, f"{request.name} registered twice"
+        REGISTRY[request.API_KEY] = Api(request, min_version, max_version, handler)
+        return handler
+    return register
+
+
+def supported_versions() -> list[tuple[int, int, int]]:
+    """(api key, min version, max version) of every registered API, for ApiVersions."""
+    return [(a.key, a.min_version, a.max_version)
+            for a in sorted(REGISTRY.values(), key=lambda a: a.key)]

@@ -1,0 +1,148 @@
+"""The Kafka listener: framing, decoding, dispatch, and answers in request order.
+
+A connection's requests start in the order they arrive (so a produce gets its offsets in
+order) but run concurrently: a pipelining client's produce requests join the same group
+commit instead of waiting for each other. Responses go back in request order, as Kafka
+guarantees. Nothing a client sends can stop the node: a frame it cannot parse closes
+that client's connection only.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+
+from kafka.protocol.metadata import ApiVersionsResponse
+
+import broker.apis  # noqa: F401  (registers every API module)
+from broker.node import Node
+from broker.protocol import REGISTRY, CloseConnection, RequestContext, supported_versions
+
+log = logging.getLogger(__name__)
+
+REQUEST_PREFIX = struct.Struct(">hhi")  # api key, api version, correlation id
+API_VERSIONS_KEY = 18
+UNSUPPORTED_VERSION = 35
+MAX_IN_FLIGHT = 64  # requests read ahead per connection before reading pauses
+
+
+class KafkaServer:
+    def __init__(self, node: Node):
+        self.node = node
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        host, port = self.node.config.listen_address
+        try:
+            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port} ({exc.strerror}); "
+                                     f"is another broker using it? Change `listeners` in "
+                                     f"{self.node.config.path or 'the config'}") from None
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)
+        try:
+            await Connection(self.node, reader, writer).serve()
+        finally:
+            self._connections.discard(task)
+
+
+class Connection:
+    def __init__(self, node: Node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.node = node
+        self.reader = reader
+        self.writer = writer
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.max_frame = node.config["socket.request.max.bytes"]
+        self.responses: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
+
+    async def serve(self) -> None:
+        reading = asyncio.create_task(self._read_requests())
+        sending = asyncio.create_task(self._send_responses())
+        try:
+            await asyncio.wait({reading, sending}, return_when=asyncio.FIRST_COMPLETED)
+            if reading.done():
+                self._log_close(reading.exception())
+                await self.responses.put(None)  # answers already under way still go out
+                await sending
+        finally:
+            reading.cancel()
+            sending.cancel()
+            while not self.responses.empty():
+                pending = self.responses.get_nowait()
+                if pending is not None:
+                    pending.cancel()
+            self.writer.close()
+
+    def _log_close(self, reason: BaseException | None) -> None:
+        if isinstance(reason, CloseConnection):
+            log.info("closing connection from %s: %s", self.peer, reason)
+        elif reason is not None and not isinstance(reason, (asyncio.IncompleteReadError,
+                                                            ConnectionError)):
+            log.error("connection from %s failed", self.peer, exc_info=reason)
+
+    async def _read_requests(self) -> None:
+        while True:
+            size = struct.unpack(">i", await self.reader.readexactly(4))[0]
+            if not REQUEST_PREFIX.size <= size <= self.max_frame:
+                raise CloseConnection(f"frame of {size} bytes is outside 8..socket.request.max.bytes"
+                                      f" ({self.max_frame})")
+            frame = await self.reader.readexactly(size)
+            api_key, version, correlation_id = REQUEST_PREFIX.unpack_from(frame)
+            api = REGISTRY.get(api_key)
+            if api is None:
+                raise CloseConnection(f"unknown or unsupported API key {api_key}")
+            if not api.supports(version):
+                if api_key != API_VERSIONS_KEY:
+                    raise CloseConnection(f"{api.request.name} v{version} is not supported")
+                await self.responses.put(self._unsupported_api_versions(correlation_id))
+                continue
+            try:
+                request = api.request.decode(frame, version=version, header=True)
+            except Exception as exc:
+                raise CloseConnection(f"cannot decode {api.request.name} v{version}: {exc!r}")
+            context = RequestContext(self.node, version, correlation_id,
+                                     request.header.client_id, self.peer)
+            # The task starts before the next request is read, so appends keep their order.
+            await self.responses.put(asyncio.create_task(self._handle(api, request, context)))
+
+    async def _handle(self, api, request, context: RequestContext) -> bytes | None:
+        response = await api.handler(request, context)
+        if response is None:
+            return None
+        response.with_header(correlation_id=context.correlation_id)
+        return response.encode(header=True, framed=True)
+
+    def _unsupported_api_versions(self, correlation_id: int) -> asyncio.Future:
+        """A client asking for a newer ApiVersions gets our ranges in the v0 format."""
+        response = ApiVersionsResponse(version=0, error_code=UNSUPPORTED_VERSION,
+                                       api_keys=supported_versions())
+        response.with_header(correlation_id=correlation_id)
+        future = asyncio.get_running_loop().create_future()
+        future.set_result(response.encode(header=True, framed=True))
+        return future
+
+    async def _send_responses(self) -> None:
+        while (pending := await self.responses.get()) is not None:
+            try:
+                data = await pending
+            except CloseConnection as exc:
+                self._log_close(exc)
+                return
+            except Exception:
+                log.exception("request from %s failed; closing its connection", self.peer)
+                return
+            if data is not None:
+                self.writer.write(data)
+                await self.writer.drain()
