@@ -1,0 +1,109 @@
+"""Shared fixtures: a real node started as its own process on a free port."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"node exited with {process.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"node did not listen on {port} within {timeout} s")
+
+
+class NodeProcess:
+    """One `kraftboard broker` process with its YAML file and data directory."""
+
+    def __init__(self, directory: Path, **settings):
+        self.directory = directory
+        self.port = free_port()
+        self.config_path = directory / "node.yaml"
+        self.settings = {"node.id": 1, "listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+                         "log.dirs": str(directory / "data"), **settings}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "NodeProcess":
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(yaml.safe_dump(self.settings))
+        self.log = open(self.directory / "node.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "broker", "broker", "--config", str(self.config_path)],
+            cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for_port(self.port, self.process)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.process is not None:
+            self.log.close()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log_text(self) -> str:
+        return (self.directory / "node.log").read_text(errors="replace")
+
+
+@pytest.fixture
+def node_factory(tmp_path):
+    """Start nodes with extra settings: `node_factory(**{"num.partitions": 3})`."""
+    started = []
+
+    def start(name: str = "node", **settings) -> NodeProcess:
+        node = NodeProcess(tmp_path / name, **settings).start()
+        started.append(node)
+        return node
+
+    yield start
+    for node in started:
+        node.stop()
+
+
+@pytest.fixture
+def node(node_factory) -> NodeProcess:
+    return node_factory()
+
+
+@pytest.fixture(scope="module")
+def shared_node(tmp_path_factory):
+    """One node for a whole test module, for tests that only need a working broker."""
+    node = NodeProcess(tmp_path_factory.mktemp("shared")).start()
+    yield node
+    node.stop()
