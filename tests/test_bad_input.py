@@ -1,0 +1,645 @@
+"""Bad input never kills the node: raw frames over a socket, then a normal client.
+
+Requests are built with kafka-python's protocol classes (or broken on purpose from their
+bytes); every test ends by checking that the node still serves a real client.
+"""
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import uuid
+
+import pytest
+from confluent_kafka import Producer
+from crc32c import crc32c
+from kafka.protocol.admin import (
+    AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse,
+)
+from kafka.protocol.consumer import (
+    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+)
+from kafka.protocol.metadata import (
+    ApiVersionsRequest, ApiVersionsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    MetadataRequest, MetadataResponse,
+)
+from kafka.protocol.producer import (
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+)
+from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+from kafka.record.legacy_records import LegacyRecordBatchBuilder
+
+from conftest import NodeProcess
+
+REQUEST_MAX_BYTES = 64 * 1024
+NODE_MESSAGE_MAX_BYTES = 16 * 1024
+PRODUCE_V, FETCH_V, LIST_OFFSETS_V, METADATA_V, CREATE_TOPICS_V = 9, 12, 7, 12, 7
+
+# Kafka error codes
+OFFSET_OUT_OF_RANGE = 1
+CORRUPT_MESSAGE = 2
+UNKNOWN_TOPIC_OR_PARTITION = 3
+MESSAGE_TOO_LARGE = 10
+INVALID_TOPIC_EXCEPTION = 17
+INVALID_REQUIRED_ACKS = 21
+COORDINATOR_NOT_AVAILABLE = 15
+UNSUPPORTED_VERSION = 35
+OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_RECORD = 87
+
+LATEST = -1
+CRC_AT, CRC_START, RECORD_COUNT_AT = 17, 21, 57
+
+
+def diverges(reason: str):
+    """A test of Kafka's behaviour that this broker does not match yet."""
+    return pytest.mark.xfail(reason=reason, strict=True)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    node = NodeProcess(tmp_path_factory.mktemp("bad-input"), **{
+        "socket.request.max.bytes": REQUEST_MAX_BYTES,
+        "message.max.bytes": NODE_MESSAGE_MAX_BYTES,
+    }).start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def topic(node) -> str:
+    """A fresh one-partition topic."""
+    name = "t-" + uuid.uuid4().hex[:8]
+    with Raw(node) as raw:
+        assert raw.create_topics([name])[name] == 0
+    return name
+
+
+@pytest.fixture(autouse=True)
+def still_serving(node):
+    """After every test, the node is alive and a real client can produce to it."""
+    yield
+    assert node.alive(), node.log_text()[-3000:]
+    delivered = []
+    producer = Producer({"bootstrap.servers": node.bootstrap, "message.timeout.ms": 10000})
+    producer.produce("still-serving", b"ping",
+                     on_delivery=lambda err, msg: delivered.append((err, msg.offset())))
+    producer.flush(15)
+    assert len(delivered) == 1 and delivered[0][0] is None, delivered
+
+
+# -- raw connection -------------------------------------------------------------------
+
+
+class Raw:
+    """One client socket speaking the Kafka protocol with kafka-python's classes."""
+
+    def __init__(self, node: NodeProcess):
+        self.sock = socket.create_connection(("127.0.0.1", node.port), timeout=15)
+        self.correlation_id = 0
+
+    def __enter__(self) -> "Raw":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.sock.close()
+
+    def frame(self, request) -> bytes:
+        self.correlation_id += 1
+        request.with_header(correlation_id=self.correlation_id, client_id="bad-input")
+        return bytes(request.encode(header=True, framed=True))
+
+    def send(self, request) -> None:
+        self.sock.sendall(self.frame(request))
+
+    def receive(self, response_class, version: int):
+        size = struct.unpack(">i", self._read_exactly(4))[0]
+        response = response_class.decode(self._read_exactly(size), version=version, header=True)
+        assert response.header.correlation_id == self.correlation_id
+        return response
+
+    def call(self, request, response_class):
+        self.send(request)
+        return self.receive(response_class, request.API_VERSION)
+
+    def assert_closed(self) -> None:
+        """The node closes the connection without sending anything (more)."""
+        try:
+            data = self.sock.recv(65536)
+        except ConnectionResetError:
+            return
+        assert data == b"", f"expected the connection to close, got {data[:64]!r}"
+
+    def _read_exactly(self, n: int) -> bytes:
+        data = self.sock.recv(n, socket.MSG_WAITALL)
+        assert len(data) == n, f"connection closed after {len(data)} of {n} bytes"
+        return data
+
+    # -- requests the tests repeat --
+
+    def create_topics(self, names, partitions: int = 1, configs=None) -> dict[str, int]:
+        Topic = CreateTopicsRequest.CreatableTopic
+        response = self.call(CreateTopicsRequest(
+            version=CREATE_TOPICS_V, timeout_ms=10000, validate_only=False,
+            topics=[Topic(name=name, num_partitions=partitions, replication_factor=1, assignments=[],
+                          configs=[Topic.CreatableTopicConfig(name=k, value=v)
+                                   for k, v in (configs or {}).items()])
+                    for name in names]), CreateTopicsResponse)
+        return {t.name: t.error_code for t in response.topics}
+
+    def produce(self, topic: str, records: bytes, partition: int = 0, acks: int = 1):
+        """Sends one partition's records; returns its (error code, base offset)."""
+        request = produce_request(topic, {partition: records}, acks)
+        if acks == 0:
+            self.send(request)
+            return None
+        response = self.call(request, ProduceResponse)
+        part = response.responses[0].partition_responses[0]
+        return part.error_code, part.base_offset
+
+    def fetch(self, topic: str, offset: int, partition: int = 0):
+        Topic = FetchRequest.FetchTopic
+        response = self.call(FetchRequest(
+            version=FETCH_V, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20,
+            topics=[Topic(topic=topic, partitions=[Topic.FetchPartition(
+                partition=partition, fetch_offset=offset, partition_max_bytes=1 << 20)])]),
+            FetchResponse)
+        return response.responses[0].partitions[0]
+
+    def latest_offset(self, topic: str, partition: int = 0) -> int:
+        Topic = ListOffsetsRequest.ListOffsetsTopic
+        response = self.call(ListOffsetsRequest(
+            version=LIST_OFFSETS_V, replica_id=-1, isolation_level=0,
+            topics=[Topic(name=topic, partitions=[Topic.ListOffsetsPartition(
+                partition_index=partition, timestamp=LATEST)])]), ListOffsetsResponse)
+        result = response.topics[0].partitions[0]
+        assert result.error_code == 0
+        return result.offset
+
+    def producer_id(self) -> tuple[int, int]:
+        response = self.call(InitProducerIdRequest(
+            version=4, transactional_id=None, transaction_timeout_ms=60000), InitProducerIdResponse)
+        assert response.error_code == 0
+        return response.producer_id, response.producer_epoch
+
+
+def produce_request(topic: str, records: dict[int, bytes], acks: int = 1,
+                    version: int = PRODUCE_V) -> ProduceRequest:
+    """A produce of {partition: record set} to one topic."""
+    Topic = ProduceRequest.TopicProduceData
+    return ProduceRequest(
+        version=version, transactional_id=None, acks=acks, timeout_ms=10000,
+        topic_data=[Topic(name=topic, partition_data=[
+            Topic.PartitionProduceData(index=p, records=data) for p, data in records.items()])])
+
+
+def batch(values=(b"value",), producer=(-1, -1), base_sequence: int = -1) -> bytes:
+    """A v2 record batch as a producer would send it (offsets from 0)."""
+    builder = DefaultRecordBatchBuilder(
+        magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+        producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    if base_sequence >= 0:
+        builder.set_producer_state(producer[0], producer[1], base_sequence, False)
+    for offset, value in enumerate(values):
+        builder.append(offset, timestamp=None, key=b"key", value=value, headers=[])
+    return bytes(builder.build())
+
+
+def with_version(frame: bytes, version: int) -> bytes:
+    """The same frame claiming another API version (bytes 6-7 after the size)."""
+    return frame[:6] + struct.pack(">h", version) + frame[8:]
+
+
+def framed(body: bytes) -> bytes:
+    return struct.pack(">i", len(body)) + body
+
+
+# -- every advertised version answers ------------------------------------------------
+
+TOPIC_RESOURCE = 2
+
+
+def sweep_request(api_key: int, version: int, topic: str):
+    """A valid request of `api_key` at `version` about `topic` (which it may delete)."""
+    if api_key == 0:
+        return produce_request(topic, {0: batch()}, version=version)
+    if api_key == 1:
+        Topic = FetchRequest.FetchTopic
+        return FetchRequest(version=version, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20, topics=[
+            Topic(topic=topic, partitions=[Topic.FetchPartition(partition=0, fetch_offset=0,
+                                                                partition_max_bytes=1 << 20)])])
+    if api_key == 2:
+        Topic = ListOffsetsRequest.ListOffsetsTopic
+        return ListOffsetsRequest(version=version, replica_id=-1, topics=[Topic(
+            name=topic, partitions=[Topic.ListOffsetsPartition(partition_index=0, timestamp=LATEST)])])
+    if api_key == 3:
+        return MetadataRequest(version=version, topics=[MetadataRequest.MetadataRequestTopic(name=topic)],
+                               allow_auto_topic_creation=False)
+    if api_key == 10:
+        return FindCoordinatorRequest(version=version, key="group", key_type=0,
+                                      coordinator_keys=["group"])
+    if api_key == 18:
+        return ApiVersionsRequest(version=version, client_software_name="sweep",
+                                  client_software_version="1")
+    if api_key == 19:
+        Topic = CreateTopicsRequest.CreatableTopic
+        return CreateTopicsRequest(version=version, timeout_ms=10000, topics=[Topic(
+            name=topic + "-new", num_partitions=1, replication_factor=1, assignments=[],
+            configs=[Topic.CreatableTopicConfig(name="retention.ms", value="100000")])])
+    if api_key == 20:
+        return DeleteTopicsRequest(version=version, timeout_ms=10000, topic_names=[topic], topics=[
+            DeleteTopicsRequest.DeleteTopicState(name=topic)])
+    if api_key == 21:
+        Topic = DeleteRecordsRequest.DeleteRecordsTopic
+        return DeleteRecordsRequest(version=version, timeout_ms=10000, topics=[Topic(
+            name=topic, partitions=[Topic.DeleteRecordsPartition(partition_index=0, offset=0)])])
+    if api_key == 22:
+        return InitProducerIdRequest(version=version, transactional_id=None,
+                                     transaction_timeout_ms=60000)
+    if api_key == 32:
+        return DescribeConfigsRequest(version=version, resources=[
+            DescribeConfigsRequest.DescribeConfigsResource(
+                resource_type=TOPIC_RESOURCE, resource_name=topic, configuration_keys=None)])
+    if api_key in (33, 44):
+        request_class = AlterConfigsRequest if api_key == 33 else IncrementalAlterConfigsRequest
+        Resource = request_class.AlterConfigsResource
+        change = {"name": "retention.ms", "value": "200000"}
+        if api_key == 44:
+            change["config_operation"] = 0  # SET
+        return request_class(version=version, validate_only=False, resources=[Resource(
+            resource_type=TOPIC_RESOURCE, resource_name=topic,
+            configs=[Resource.AlterableConfig(**change)])])
+    if api_key == 37:
+        return CreatePartitionsRequest(version=version, timeout_ms=10000, validate_only=False, topics=[
+            CreatePartitionsRequest.CreatePartitionsTopic(name=topic, count=2, assignments=None)])
+    if api_key == 60:
+        return DescribeClusterRequest(version=version)
+    return None
+
+
+RESPONSES = {r.API_KEY: r for r in [
+    ProduceResponse, FetchResponse, ListOffsetsResponse, MetadataResponse, FindCoordinatorResponse,
+    ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse,
+    InitProducerIdResponse, DescribeConfigsResponse, AlterConfigsResponse,
+    IncrementalAlterConfigsResponse, CreatePartitionsResponse, DescribeClusterResponse]}
+
+
+def error_codes(value) -> list[int]:
+    """Every error_code field anywhere in a decoded response."""
+    if isinstance(value, dict):
+        return [c for k, v in value.items()
+                for c in ([v] if k == "error_code" else error_codes(v))]
+    if isinstance(value, list):
+        return [c for item in value for c in error_codes(item)]
+    return []
+
+
+def advertised(node) -> list[tuple[int, int]]:
+    with Raw(node) as raw:
+        ranges = raw.call(ApiVersionsRequest(version=0), ApiVersionsResponse).api_keys
+    return [(k.api_key, v) for k in ranges for v in range(k.min_version, k.max_version + 1)]
+
+
+def test_every_advertised_api_has_a_sweep_request(node):
+    missing = {key for key, version in advertised(node) if sweep_request(key, version, "t") is None}
+    assert not missing, f"add requests for API keys {sorted(missing)} to sweep_request"
+
+
+@pytest.mark.parametrize("api_key", [
+    pytest.param(key, marks=diverges("CreateTopics v2-v4: the node fills in result configs, a "
+                                     "v5+ field, fails and closes the connection"))
+    if key == 19 else key for key in sorted(RESPONSES)])
+def test_every_advertised_version_answers(node, api_key):
+    """Each version the node advertises decodes and answers without error."""
+    versions = [v for key, v in advertised(node) if key == api_key]
+    assert versions
+    expected = COORDINATOR_NOT_AVAILABLE if api_key == 10 else 0
+    failures = {}
+    for version in versions:
+        name = "sweep-" + uuid.uuid4().hex[:8]
+        with Raw(node) as raw:
+            assert raw.create_topics([name]) == {name: 0}
+            raw.send(sweep_request(api_key, version, name))
+            try:
+                response = raw.receive(RESPONSES[api_key], version)
+            except (AssertionError, OSError) as exc:
+                failures[version] = f"no answer: {exc}"
+                continue
+            codes = error_codes(response.to_dict())
+            if any(code != expected for code in codes):
+                failures[version] = f"error codes {codes}"
+    assert not failures, f"{RESPONSES[api_key].name}: {failures}"
+
+
+# -- framing ---------------------------------------------------------------------------
+
+
+def test_api_versions_answers_every_version(node):
+    with Raw(node) as raw:
+        for version in range(ApiVersionsRequest.max_version + 1):
+            response = raw.call(ApiVersionsRequest(
+                version=version, client_software_name="bad-input",
+                client_software_version="1"), ApiVersionsResponse)
+            assert response.error_code == 0
+            keys = {k.api_key for k in response.api_keys}
+            assert {0, 1, 2, 3, 18} <= keys
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_garbage_closes_only_that_connection(node, seed):
+    garbage = random.Random(seed).randbytes(random.Random(seed).randint(1, 4096))
+    with Raw(node) as raw, Raw(node) as bystander:
+        raw.sock.sendall(garbage)
+        raw.sock.shutdown(socket.SHUT_WR)  # a frame waiting for more bytes sees EOF
+        while raw.sock.recv(65536):  # whatever came back, the node ends the connection
+            pass
+        assert bystander.call(MetadataRequest(version=METADATA_V, topics=None),
+                              MetadataResponse).brokers
+
+
+@pytest.mark.parametrize("size", [-1, -(2**31), 0, 7, REQUEST_MAX_BYTES + 1, 2**31 - 1])
+def test_frame_size_out_of_range_closes_connection(node, size):
+    with Raw(node) as raw:
+        raw.sock.sendall(struct.pack(">i", size) + b"\x00" * 8)
+        raw.assert_closed()
+
+
+def test_frame_of_exactly_the_request_limit_is_read(node):
+    name = "limit-" + uuid.uuid4().hex[:8]
+    partitions = 6
+    with Raw(node) as raw:
+        assert raw.create_topics([name], partitions=partitions)[name] == 0
+        # One batch per partition, each under message.max.bytes; the last value pads
+        # the frame to exactly socket.request.max.bytes.
+        padding = 1000
+        for _ in range(5):
+            values = [b"x" * 10500] * (partitions - 1) + [b"p" * padding]
+            request = produce_request(name, {p: batch([v]) for p, v in enumerate(values)})
+            size = len(raw.frame(request)) - 4
+            if size == REQUEST_MAX_BYTES:
+                break
+            padding += REQUEST_MAX_BYTES - size
+        assert size == REQUEST_MAX_BYTES
+        response = raw.call(request, ProduceResponse)
+        assert [(p.error_code, p.base_offset) for p in response.responses[0].partition_responses] \
+            == [(0, 0)] * partitions
+
+
+def test_unknown_api_key_closes_connection(node):
+    with Raw(node) as raw:
+        frame = raw.frame(MetadataRequest(version=1, topics=None))
+        raw.sock.sendall(frame[:4] + struct.pack(">h", 9999) + frame[6:])
+        raw.assert_closed()
+
+
+@pytest.mark.parametrize("request_, version", [
+    (produce_request("any", {0: b""}), 2),                         # below our minimum
+    (FetchRequest(version=13, topics=[]), 13),                # above our maximum
+    (MetadataRequest(version=13, topics=None), 13),
+], ids=["produce-v2", "fetch-v13", "metadata-v13"])
+def test_unsupported_version_closes_connection(node, request_, version):
+    with Raw(node) as raw:
+        request_.API_VERSION = version
+        raw.send(request_)
+        raw.assert_closed()
+
+
+def test_api_versions_too_new_gets_v0_error_with_ranges(node):
+    with Raw(node) as raw:
+        supported = raw.call(ApiVersionsRequest(version=0), ApiVersionsResponse).api_keys
+        frame = raw.frame(ApiVersionsRequest(version=3, client_software_name="future",
+                                             client_software_version="9"))
+        raw.sock.sendall(with_version(frame, 127))
+        response = raw.receive(ApiVersionsResponse, 0)
+        assert response.error_code == UNSUPPORTED_VERSION
+        assert [tuple(k) for k in response.api_keys] == [tuple(k) for k in supported]
+        assert (18, 0, 4) in [(k.api_key, k.min_version, k.max_version) for k in response.api_keys]
+        # The client retries at a version from the ranges, on the same connection.
+        retry = raw.call(ApiVersionsRequest(version=3, client_software_name="future",
+                                            client_software_version="9"), ApiVersionsResponse)
+        assert retry.error_code == 0
+
+
+@pytest.mark.parametrize("cut", [1, 5, 20])
+def test_truncated_body_closes_connection(node, cut):
+    with Raw(node) as raw:
+        frame = raw.frame(MetadataRequest(version=4, topics=[
+            MetadataRequest.MetadataRequestTopic(name="some-topic")],
+            allow_auto_topic_creation=False))
+        raw.sock.sendall(framed(frame[4:-cut]))
+        raw.assert_closed()
+
+
+def test_closed_connection_does_not_disturb_pipelined_answers(node, topic):
+    """Requests before the bad frame are answered; then the connection closes."""
+    with Raw(node) as raw:
+        good = raw.frame(produce_request(topic, {0: batch()}))
+        raw.sock.sendall(good + struct.pack(">i", -1))
+        part = raw.receive(ProduceResponse, PRODUCE_V).responses[0].partition_responses[0]
+        assert part.error_code == 0
+        raw.assert_closed()
+
+
+# -- produce ---------------------------------------------------------------------------
+
+
+def test_bad_crc_is_corrupt_message(node, topic):
+    data = bytearray(batch([b"a", b"b"]))
+    data[-1] ^= 0xFF
+    with Raw(node) as raw:
+        assert raw.produce(topic, bytes(data))[0] == CORRUPT_MESSAGE
+        assert raw.latest_offset(topic) == 0
+        assert raw.produce(topic, batch()) == (0, 0)  # the connection still works
+
+
+def with_byte(data: bytes, at: int, value: int) -> bytes:
+    return data[:at] + bytes([value]) + data[at + 1:]
+
+
+def legacy_message() -> bytes:
+    builder = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+    builder.append(0, timestamp=None, key=b"key", value=b"value")
+    return bytes(builder.build())
+
+
+# Kafka (ProduceRequest.validateRecords, ByteBufferLogInputStream) answers a v3+ produce
+# whose record set holds no whole batch, or more than one, with INVALID_RECORD; a batch
+# length under 14 or a magic outside 0..2 with CORRUPT_MESSAGE.
+@pytest.mark.parametrize("records, error", [
+    pytest.param(b"", INVALID_RECORD, id="empty",
+                 marks=diverges("broker answers CORRUPT_MESSAGE (2)")),
+    pytest.param(b"\x00" * 10, INVALID_RECORD, id="shorter-than-length-field",
+                 marks=diverges("broker answers CORRUPT_MESSAGE (2)")),
+    pytest.param(batch()[:-3], INVALID_RECORD, id="truncated",
+                 marks=diverges("broker answers CORRUPT_MESSAGE (2)")),
+    pytest.param(batch() + batch(), INVALID_RECORD, id="two-batches",
+                 marks=diverges("broker accepts several batches per partition")),
+    pytest.param(legacy_message(), INVALID_RECORD, id="magic-1",
+                 marks=diverges("broker answers CORRUPT_MESSAGE (2)")),
+    pytest.param(with_byte(batch(), 16, 3), CORRUPT_MESSAGE, id="magic-3",
+                 marks=diverges("broker answers UNSUPPORTED_FOR_MESSAGE_FORMAT (43)")),
+    pytest.param(struct.pack(">qi", 0, 5) + batch()[12:], CORRUPT_MESSAGE, id="length-under-14"),
+])
+def test_malformed_record_set(node, topic, records, error):
+    with Raw(node) as raw:
+        assert raw.produce(topic, records)[0] == error
+        assert raw.latest_offset(topic) == 0
+
+
+@diverges("broker answers CORRUPT_MESSAGE (2); Kafka trims a trailing partial batch")
+def test_trailing_partial_batch_is_trimmed(node, topic):
+    with Raw(node) as raw:
+        assert raw.produce(topic, batch([b"whole"]) + b"\x00\x01") == (0, 0)
+        assert raw.fetch(topic, 0).records[16:] == batch([b"whole"])[16:]
+
+
+def test_record_count_disagreeing_with_offsets_is_invalid_record(node, topic):
+    data = bytearray(batch([b"a", b"b"]))
+    struct.pack_into(">i", data, RECORD_COUNT_AT, 3)
+    struct.pack_into(">I", data, CRC_AT, crc32c(bytes(data[CRC_START:])))
+    with Raw(node) as raw:
+        assert raw.produce(topic, bytes(data))[0] == INVALID_RECORD
+        assert raw.latest_offset(topic) == 0
+
+
+def test_batch_over_topic_max_message_bytes(node):
+    name = "small-" + uuid.uuid4().hex[:8]
+    with Raw(node) as raw:
+        assert raw.create_topics([name], configs={"max.message.bytes": "1000"})[name] == 0
+        assert raw.produce(name, batch([b"x" * 2000]))[0] == MESSAGE_TOO_LARGE
+        assert raw.produce(name, batch([b"x" * 500])) == (0, 0)
+
+
+def test_batch_over_node_message_max_bytes(node, topic):
+    with Raw(node) as raw:
+        assert raw.produce(topic, batch([b"x" * (NODE_MESSAGE_MAX_BYTES + 100)]))[0] == MESSAGE_TOO_LARGE
+        assert raw.latest_offset(topic) == 0
+
+
+@pytest.mark.parametrize("name", ["bad topic!", "", ".", "..", "x" * 250, "topic/slash", "ümlaut"])
+def test_invalid_topic_name_in_create_topics(node, name):
+    with Raw(node) as raw:
+        assert raw.create_topics([name]) == {name: INVALID_TOPIC_EXCEPTION}
+
+
+def test_longest_legal_topic_name_is_accepted(node):
+    name = "y" * 249
+    with Raw(node) as raw:
+        assert raw.create_topics([name]) == {name: 0}
+
+
+def test_produce_to_missing_topic(node):
+    with Raw(node) as raw:
+        assert raw.produce("no-such-topic-" + uuid.uuid4().hex, batch())[0] == UNKNOWN_TOPIC_OR_PARTITION
+
+
+@pytest.mark.parametrize("partition", [1, 7, -1])
+def test_produce_to_partition_out_of_range(node, topic, partition):
+    with Raw(node) as raw:
+        assert raw.produce(topic, batch(), partition=partition)[0] == UNKNOWN_TOPIC_OR_PARTITION
+
+
+@pytest.mark.parametrize("acks", [5, 2, -2])
+def test_invalid_acks(node, topic, acks):
+    with Raw(node) as raw:
+        assert raw.produce(topic, batch(), acks=acks)[0] == INVALID_REQUIRED_ACKS
+        assert raw.latest_offset(topic) == 0
+
+
+def test_acks_zero_with_bad_batch_closes_without_response(node, topic):
+    data = bytearray(batch())
+    data[-1] ^= 0xFF
+    with Raw(node) as raw:
+        raw.produce(topic, bytes(data), acks=0)
+        raw.send(ApiVersionsRequest(version=0))  # queued behind it: never answered
+        raw.assert_closed()
+    with Raw(node) as raw:
+        assert raw.latest_offset(topic) == 0
+
+
+def test_acks_zero_good_batch_is_appended_without_response(node, topic):
+    with Raw(node) as raw:
+        raw.produce(topic, batch([b"1", b"2"]), acks=0)
+        # The next answer on the connection is for the next request: none came for acks=0.
+        assert raw.call(ApiVersionsRequest(version=0), ApiVersionsResponse).error_code == 0
+        part = raw.fetch(topic, 0)
+        assert [r.value for r in DefaultRecordBatch(part.records)] == [b"1", b"2"]
+
+
+# -- fetch -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("offset", [3, 1000, -5])
+def test_fetch_outside_log_is_offset_out_of_range(node, topic, offset):
+    with Raw(node) as raw:
+        assert raw.produce(topic, batch([b"a", b"b"])) == (0, 0)
+        assert raw.fetch(topic, offset).error_code == OFFSET_OUT_OF_RANGE
+        at_end = raw.fetch(topic, 2)
+        assert (at_end.error_code, at_end.records, at_end.high_watermark) == (0, b"", 2)
+
+
+def test_fetch_unknown_topic_and_partition(node, topic):
+    with Raw(node) as raw:
+        assert raw.fetch("no-such-topic-" + uuid.uuid4().hex, 0).error_code == UNKNOWN_TOPIC_OR_PARTITION
+        assert raw.fetch(topic, 0, partition=3).error_code == UNKNOWN_TOPIC_OR_PARTITION
+
+
+# -- idempotent producer ---------------------------------------------------------------
+
+
+def test_sequence_gap_is_out_of_order(node, topic):
+    with Raw(node) as raw:
+        producer = raw.producer_id()
+        assert raw.produce(topic, batch([b"a", b"b"], producer, base_sequence=0)) == (0, 0)
+        # Next expected sequence is 2; 3 leaves a gap.
+        assert raw.produce(topic, batch([b"c"], producer, base_sequence=3))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        assert raw.produce(topic, batch([b"c"], producer, base_sequence=2)) == (0, 2)
+        assert raw.latest_offset(topic) == 3
+
+
+def test_new_producer_epoch_must_start_at_sequence_zero(node, topic):
+    with Raw(node) as raw:
+        producer = raw.producer_id()
+        assert raw.produce(topic, batch([b"a"], producer, base_sequence=0)) == (0, 0)
+        bumped = (producer[0], producer[1] + 1)
+        assert raw.produce(topic, batch([b"b"], bumped, base_sequence=5))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        assert raw.produce(topic, batch([b"b"], bumped, base_sequence=0)) == (0, 1)
+
+
+@diverges("broker answers OUT_OF_ORDER_SEQUENCE_NUMBER (45)")
+def test_unknown_producer_may_start_at_any_sequence(node, topic):
+    """Kafka accepts any first sequence from a producer it holds no state for (KIP-360):
+    its state may be gone with the batches retention or DeleteRecords removed."""
+    with Raw(node) as raw:
+        producer = raw.producer_id()
+        assert raw.produce(topic, batch([b"a"], producer, base_sequence=7)) == (0, 0)
+        assert raw.produce(topic, batch([b"b"], producer, base_sequence=9))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
+        assert raw.produce(topic, batch([b"b"], producer, base_sequence=8)) == (0, 1)
+
+
+def test_retried_batch_gets_original_offset_and_no_new_records(node, topic):
+    with Raw(node) as raw:
+        producer = raw.producer_id()
+        first = batch([b"a", b"b"], producer, base_sequence=0)
+        second = batch([b"c", b"d", b"e"], producer, base_sequence=2)
+        assert raw.produce(topic, first) == (0, 0)
+        assert raw.produce(topic, second) == (0, 2)
+        # Both retried (the producer never saw the acks): original offsets, nothing added.
+        assert raw.produce(topic, first) == (0, 0)
+        assert raw.produce(topic, second) == (0, 2)
+        assert raw.latest_offset(topic) == 5
+        values = [r.value for r in iter_records(raw.fetch(topic, 0).records)]
+        assert values == [b"a", b"b", b"c", b"d", b"e"]
+
+
+def iter_records(data: bytes):
+    """Records of concatenated v2 batches, as a consumer reads them."""
+    pos = 0
+    while pos < len(data):
+        size = struct.unpack_from(">i", data, pos + 8)[0] + 12
+        yield from DefaultRecordBatch(data[pos:pos + size])
+        pos += size

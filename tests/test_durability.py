@@ -1,0 +1,225 @@
+"""Acknowledged writes survive a SIGKILL of the node.
+
+Each test produces, kills the node process (no shutdown code runs), restarts it on the
+same data directory and port, and reads everything back with a real client.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import ConfigResource, ConfigResourceType
+
+WAIT_S = 20  # upper bound for reads; never asserted on
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def sample(i: int) -> tuple[bytes | None, bytes, list[tuple[str, bytes]]]:
+    """Record i: a key (None for every 7th), random binary value, headers."""
+    rng = random.Random(i)
+    key = None if i % 7 == 0 else b"key-%d" % i
+    value = rng.randbytes(rng.randint(0, 2000))
+    return key, value, [("index", b"%d" % i), ("ключ", rng.randbytes(4))]
+
+
+def read_all(node, topic: str, partitions: int, count: int) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=node.bootstrap, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        consumer.seek_to_beginning()
+        records, end = [], time.monotonic() + WAIT_S
+        while len(records) < count and time.monotonic() < end:
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+        # Anything past `count` would be a duplicate: look once more.
+        for batch in consumer.poll(timeout_ms=200).values():
+            records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def rows(records) -> list[tuple]:
+    """(partition, offset, key, value, headers) in log order."""
+    return sorted((r.partition, r.offset, r.key, r.value, [(k, bytes(v)) for k, v in r.headers])
+                  for r in records)
+
+
+def topic_configs(node, topic: str) -> dict[str, str]:
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        return {k: v["value"] for k, v in described["topic"][topic].items()}
+    finally:
+        admin.close()
+
+
+def create_topics(node, topics: dict[str, tuple[int, dict]]) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    try:
+        admin.create_topics({name: {"num_partitions": partitions, "replication_factor": 1,
+                                    "configs": configs}
+                             for name, (partitions, configs) in topics.items()})
+    finally:
+        admin.close()
+
+
+async def produce_acknowledged(node, topic: str, partitions: int, acks, indexes) -> list[tuple]:
+    """Sends records `indexes` with aiokafka; every send must be acknowledged.
+    Returns the rows the log must hold."""
+    producer = AIOKafkaProducer(bootstrap_servers=node.bootstrap, acks=acks, linger_ms=2)
+    await producer.start()
+    try:
+        futures = []
+        for i in indexes:
+            key, value, headers = sample(i)
+            futures.append(await producer.send(topic, value, key=key, partition=i % partitions,
+                                               headers=headers))
+        metas = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return [(m.partition, m.offset, *sample(i)) for i, m in zip(indexes, metas)]
+
+
+async def test_acknowledged_records_survive_sigkill(node):
+    topics = {
+        unique("acks-one"): (3, {"retention.ms": "86400000", "max.message.bytes": "200000"}),
+        unique("acks-all"): (1, {"cleanup.policy": "delete", "retention.bytes": "100000000"}),
+    }
+    (one, _), (every, _) = topics.items()
+    create_topics(node, topics)
+    written = {
+        one: await produce_acknowledged(node, one, 3, 1, range(300)),
+        every: await produce_acknowledged(node, every, 1, "all", range(300)),
+    }
+    configs_before = {name: topic_configs(node, name) for name in topics}
+
+    node.kill()
+    node.start()
+
+    for name, (partitions, configs) in topics.items():
+        # Every acknowledged record, once, in order, with its bytes.
+        assert rows(read_all(node, name, partitions, len(written[name]))) == sorted(written[name])
+        assert topic_configs(node, name) == configs_before[name]
+        for key, value in configs.items():
+            assert configs_before[name][key] == value
+    # Appends continue where the log ended.
+    more = await produce_acknowledged(node, one, 3, "all", range(300, 303))
+    assert [(p, o) for p, o, *_ in more] == [(0, 100), (1, 100), (2, 100)]
+    more = await produce_acknowledged(node, every, 1, 1, range(300, 302))
+    assert [(p, o) for p, o, *_ in more] == [(0, 300), (0, 301)]
+
+
+def test_idempotent_producer_after_restart(node):
+    topic = unique("idempotent-after")
+    create_topics(node, {topic: (1, {})})
+    producer = KafkaProducer(bootstrap_servers=node.bootstrap)
+    try:
+        assert [producer.send(topic, value=b"before-%d" % i).get(WAIT_S).offset
+                for i in range(5)] == list(range(5))
+    finally:
+        producer.close()
+
+    node.kill()
+    node.start()
+
+    producer = KafkaProducer(bootstrap_servers=node.bootstrap, linger_ms=5)
+    try:
+        futures = [producer.send(topic, value=b"after-%d" % i) for i in range(200)]
+        producer.flush()
+        assert [f.get(WAIT_S).offset for f in futures] == list(range(5, 205))
+    finally:
+        producer.close()
+    values = [r.value for r in sorted(read_all(node, topic, 1, 205), key=lambda r: r.offset)]
+    assert values == [b"before-%d" % i for i in range(5)] + [b"after-%d" % i for i in range(200)]
+
+
+def test_idempotent_producer_across_a_crash_lands_exactly_once(node):
+    """Sends in flight when the node dies are retried after the restart; the node's
+    rebuilt producer state turns retries of already-written batches into duplicates."""
+    topic = unique("idempotent-across")
+    create_topics(node, {topic: (2, {})})
+    producer = KafkaProducer(bootstrap_servers=node.bootstrap, acks="all", linger_ms=1,
+                             reconnect_backoff_max_ms=200, delivery_timeout_ms=60000,
+                             request_timeout_ms=5000)
+    try:
+        futures = [producer.send(topic, value=b"%d" % i, partition=i % 2) for i in range(300)]
+        producer.flush()
+        futures += [producer.send(topic, value=b"%d" % i, partition=i % 2) for i in range(300, 600)]
+        node.kill()  # with sends buffered or in flight
+        node.start()
+        producer.flush()
+        metas = [f.get(WAIT_S) for f in futures]
+    finally:
+        producer.close()
+    assert sorted((m.partition, m.offset) for m in metas) \
+        == [(p, o) for p in (0, 1) for o in range(300)]
+    records = read_all(node, topic, 2, 600)
+    for p in (0, 1):
+        values = [r.value for r in sorted(records, key=lambda r: r.offset) if r.partition == p]
+        assert values == [b"%d" % i for i in range(p, 600, 2)]
+
+
+def test_acks_zero_records_show_up(node):
+    topic = unique("acks-zero")
+    create_topics(node, {topic: (1, {})})
+    producer = KafkaProducer(bootstrap_servers=node.bootstrap, acks=0, enable_idempotence=False)
+    try:
+        for i in range(100):
+            producer.send(topic, key=b"k%d" % i, value=b"v%d" % i)
+        producer.flush()
+    finally:
+        producer.close()
+    records = read_all(node, topic, 1, 100)
+    assert [(r.offset, r.key, r.value) for r in sorted(records, key=lambda r: r.offset)] \
+        == [(i, b"k%d" % i, b"v%d" % i) for i in range(100)]
+
+
+def test_topic_changes_survive_sigkill(node):
+    grown, deleted, trimmed = unique("grown"), unique("deleted"), unique("trimmed")
+    create_topics(node, {grown: (1, {}), deleted: (2, {}), trimmed: (1, {"retention.ms": "9000000"})})
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    producer = KafkaProducer(bootstrap_servers=node.bootstrap)
+    try:
+        admin.create_partitions({grown: 4})
+        for i in range(10):
+            producer.send(trimmed, value=b"%d" % i).get(WAIT_S)
+            producer.send(deleted, value=b"%d" % i, partition=i % 2).get(WAIT_S)
+        admin.delete_records({TopicPartition(trimmed, 0): 6})
+        admin.delete_topics([deleted])
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, trimmed,
+                                            configs={"retention.ms": ("SET", "8000000")})])
+    finally:
+        producer.close()
+        admin.close()
+
+    node.kill()
+    node.start()
+
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    try:
+        topics = set(admin.list_topics())
+        assert {grown, trimmed} <= topics and deleted not in topics
+        assert len(admin.describe_topics([grown])[0]["partitions"]) == 4
+    finally:
+        admin.close()
+    assert topic_configs(node, trimmed)["retention.ms"] == "8000000"
+    records = read_all(node, trimmed, 1, 4)
+    assert [(r.offset, r.value) for r in records] == [(i, b"%d" % i) for i in range(6, 10)]
+    # The deleted topic's name starts a new, empty log.
+    create_topics(node, {deleted: (1, {})})
+    producer = KafkaProducer(bootstrap_servers=node.bootstrap)
+    try:
+        assert producer.send(deleted, value=b"new").get(WAIT_S).offset == 0
+        assert producer.send(grown, value=b"x", partition=3).get(WAIT_S).offset == 0
+    finally:
+        producer.close()
