@@ -270,6 +270,7 @@ def main() -> int:
     args.records = args.records or volume // args.record_size
     args.latency_records = args.latency_records or args.rate * (5 if args.quick else 20)
 
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the brokers as on Ctrl-C
     idle_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="kraftboard-bench-") as scratch:
         scratch = Path(scratch)

@@ -365,6 +365,7 @@ def _run(command: Callable[[Load], dict], args: argparse.Namespace) -> int:
                 processes=args.processes, props=dict(args.props),
                 **{name: getattr(args, name)
                    for name in ("record_size", "acks", "throughput", "timeout") if name in args})
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the workers as on Ctrl-C
     try:
         summary = command(load)
     except PerfError as exc:
