@@ -44,11 +44,14 @@ OFFSET_OUT_OF_RANGE = 1
 CORRUPT_MESSAGE = 2
 UNKNOWN_TOPIC_OR_PARTITION = 3
 MESSAGE_TOO_LARGE = 10
+NOT_ENOUGH_REPLICAS = 19
 INVALID_TOPIC_EXCEPTION = 17
 INVALID_REQUIRED_ACKS = 21
 COORDINATOR_NOT_AVAILABLE = 15
 UNSUPPORTED_VERSION = 35
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
+INVALID_PRODUCER_EPOCH = 47
+UNSUPPORTED_COMPRESSION_TYPE = 76
 INVALID_RECORD = 87
 
 LATEST = -1
@@ -116,10 +119,11 @@ class Raw:
     def send(self, request) -> None:
         self.sock.sendall(self.frame(request))
 
-    def receive(self, response_class, version: int):
+    def receive(self, response_class, version: int, correlation_id: int | None = None):
+        """The next response, which must answer `correlation_id` (default: the last sent)."""
         size = struct.unpack(">i", self._read_exactly(4))[0]
         response = response_class.decode(self._read_exactly(size), version=version, header=True)
-        assert response.header.correlation_id == self.correlation_id
+        assert response.header.correlation_id == (correlation_id or self.correlation_id)
         return response
 
     def call(self, request, response_class):
@@ -161,10 +165,25 @@ class Raw:
         part = response.responses[0].partition_responses[0]
         return part.error_code, part.base_offset
 
-    def fetch(self, topic: str, offset: int, partition: int = 0):
+    def produce_pipelined(self, topic: str, batches: list[bytes], window: int = 50) -> list[tuple]:
+        """Sends batches to partition 0 `window` requests at a time without waiting for
+        answers in between; returns each (error code, base offset)."""
+        results = []
+        for start in range(0, len(batches), window):
+            frames = [self.frame(produce_request(topic, {0: b})) for b in batches[start:start + window]]
+            first = self.correlation_id - len(frames) + 1
+            self.sock.sendall(b"".join(frames))
+            for correlation_id in range(first, self.correlation_id + 1):
+                part = self.receive(ProduceResponse, PRODUCE_V, correlation_id) \
+                    .responses[0].partition_responses[0]
+                results.append((part.error_code, part.base_offset))
+        return results
+
+    def fetch(self, topic: str, offset: int, partition: int = 0, wait_ms: int = 0):
+        """One partition's fetch result; with `wait_ms`, waits for data as consumers do."""
         Topic = FetchRequest.FetchTopic
         response = self.call(FetchRequest(
-            version=FETCH_V, max_wait_ms=0, min_bytes=0, max_bytes=1 << 20,
+            version=FETCH_V, max_wait_ms=wait_ms, min_bytes=1 if wait_ms else 0, max_bytes=1 << 20,
             topics=[Topic(topic=topic, partitions=[Topic.FetchPartition(
                 partition=partition, fetch_offset=offset, partition_max_bytes=1 << 20)])]),
             FetchResponse)
@@ -197,10 +216,10 @@ def produce_request(topic: str, records: dict[int, bytes], acks: int = 1,
             Topic.PartitionProduceData(index=p, records=data) for p, data in records.items()])])
 
 
-def batch(values=(b"value",), producer=(-1, -1), base_sequence: int = -1) -> bytes:
+def batch(values=(b"value",), producer=(-1, -1), base_sequence: int = -1, codec: int = 0) -> bytes:
     """A v2 record batch as a producer would send it (offsets from 0)."""
     builder = DefaultRecordBatchBuilder(
-        magic=2, compression_type=0, is_transactional=False, producer_id=-1,
+        magic=2, compression_type=codec, is_transactional=False, producer_id=-1,
         producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
     if base_sequence >= 0:
         builder.set_producer_state(producer[0], producer[1], base_sequence, False)
@@ -444,6 +463,47 @@ def test_closed_connection_does_not_disturb_pipelined_answers(node, topic):
         raw.assert_closed()
 
 
+def test_frame_sent_one_byte_at_a_time_is_read(node):
+    with Raw(node) as raw:
+        raw.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for byte in raw.frame(ApiVersionsRequest(version=2)):
+            raw.sock.sendall(bytes([byte]))
+        assert raw.receive(ApiVersionsResponse, 2).error_code == 0
+
+
+def test_null_client_id_is_accepted(node):
+    with Raw(node) as raw:
+        request = MetadataRequest(version=1, topics=None)
+        request.with_header(correlation_id=77, client_id=None)
+        raw.sock.sendall(bytes(request.encode(header=True, framed=True)))
+        assert raw.receive(MetadataResponse, 1, correlation_id=77).brokers
+
+
+def test_pipelined_requests_are_answered_in_order(node, topic):
+    """Many requests written at once: answers keep request order, appends keep it too."""
+    count = 40
+    with Raw(node) as raw:
+        frames, ids = [], []
+        for i in range(count):
+            request = (produce_request(topic, {0: batch([b"%d" % i])}) if i % 4 else
+                       ApiVersionsRequest(version=0))
+            frames.append(raw.frame(request))
+            ids.append((raw.correlation_id, request))
+        raw.sock.sendall(b"".join(frames))
+        offsets = []
+        for correlation_id, request in ids:
+            if isinstance(request, ProduceRequest):
+                response = raw.receive(ProduceResponse, PRODUCE_V, correlation_id)
+                part = response.responses[0].partition_responses[0]
+                assert part.error_code == 0
+                offsets.append(part.base_offset)
+            else:
+                assert raw.receive(ApiVersionsResponse, 0, correlation_id).error_code == 0
+        assert offsets == list(range(len(offsets)))
+        values = [r.value for r in iter_records(raw.fetch(topic, 0).records)]
+        assert values == [b"%d" % i for i in range(count) if i % 4]
+
+
 # -- produce ---------------------------------------------------------------------------
 
 
@@ -532,6 +592,23 @@ def test_longest_legal_topic_name_is_accepted(node):
         assert raw.create_topics([name]) == {name: 0}
 
 
+def test_acks_all_with_fewer_replicas_than_min_insync(node):
+    name = "min-isr-" + uuid.uuid4().hex[:8]
+    with Raw(node) as raw:
+        assert raw.create_topics([name], configs={"min.insync.replicas": "2"}) == {name: 0}
+        assert raw.produce(name, batch(), acks=-1)[0] == NOT_ENOUGH_REPLICAS
+        assert raw.produce(name, batch(), acks=1) == (0, 0)
+
+
+@diverges("broker accepts zstd batches in Produce v3-v6")
+def test_zstd_before_produce_v7_is_unsupported(node, topic):
+    zstd = batch([b"compressed"] * 3, codec=DefaultRecordBatchBuilder.CODEC_ZSTD)
+    with Raw(node) as raw:
+        old = raw.call(produce_request(topic, {0: zstd}, version=6), ProduceResponse)
+        assert old.responses[0].partition_responses[0].error_code == UNSUPPORTED_COMPRESSION_TYPE
+        assert raw.produce(topic, zstd) == (0, 0)  # v7 and later take it
+
+
 def test_produce_to_missing_topic(node):
     with Raw(node) as raw:
         assert raw.produce("no-such-topic-" + uuid.uuid4().hex, batch())[0] == UNKNOWN_TOPIC_OR_PARTITION
@@ -566,7 +643,7 @@ def test_acks_zero_good_batch_is_appended_without_response(node, topic):
         raw.produce(topic, batch([b"1", b"2"]), acks=0)
         # The next answer on the connection is for the next request: none came for acks=0.
         assert raw.call(ApiVersionsRequest(version=0), ApiVersionsResponse).error_code == 0
-        part = raw.fetch(topic, 0)
+        part = raw.fetch(topic, 0, wait_ms=10000)  # acks=0: the append may still be committing
         assert [r.value for r in DefaultRecordBatch(part.records)] == [b"1", b"2"]
 
 
@@ -580,6 +657,30 @@ def test_fetch_outside_log_is_offset_out_of_range(node, topic, offset):
         assert raw.fetch(topic, offset).error_code == OFFSET_OUT_OF_RANGE
         at_end = raw.fetch(topic, 2)
         assert (at_end.error_code, at_end.records, at_end.high_watermark) == (0, b"", 2)
+
+
+def test_fetch_inside_a_batch_returns_the_whole_batch(node, topic):
+    with Raw(node) as raw:
+        assert raw.produce(topic, batch([b"a", b"b", b"c", b"d"])) == (0, 0)
+        assert raw.produce(topic, batch([b"e"])) == (0, 4)
+        records = list(iter_records(raw.fetch(topic, 2).records))
+        assert [(r.offset, r.value) for r in records] == list(enumerate([b"a", b"b", b"c", b"d", b"e"]))
+
+
+def test_first_batch_is_returned_even_over_the_byte_limits(node, topic):
+    """KIP-74: a consumer never stalls on a batch bigger than its fetch sizes."""
+    big = batch([b"x" * 5000])
+    with Raw(node) as raw:
+        assert raw.produce(topic, big) == (0, 0)
+        assert raw.produce(topic, batch([b"small"])) == (0, 1)
+        Topic = FetchRequest.FetchTopic
+        response = raw.call(FetchRequest(
+            version=FETCH_V, max_wait_ms=0, min_bytes=1, max_bytes=100,
+            topics=[Topic(topic=topic, partitions=[Topic.FetchPartition(
+                partition=0, fetch_offset=0, partition_max_bytes=100)])]), FetchResponse)
+        part = response.responses[0].partitions[0]
+        assert part.error_code == 0
+        assert [r.value for r in iter_records(part.records)] == [b"x" * 5000]
 
 
 def test_fetch_unknown_topic_and_partition(node, topic):
@@ -619,6 +720,15 @@ def test_unknown_producer_may_start_at_any_sequence(node, topic):
         assert raw.produce(topic, batch([b"a"], producer, base_sequence=7)) == (0, 0)
         assert raw.produce(topic, batch([b"b"], producer, base_sequence=9))[0] == OUT_OF_ORDER_SEQUENCE_NUMBER
         assert raw.produce(topic, batch([b"b"], producer, base_sequence=8)) == (0, 1)
+
+
+def test_older_producer_epoch_is_refused(node, topic):
+    with Raw(node) as raw:
+        producer_id, epoch = raw.producer_id()
+        assert raw.produce(topic, batch([b"a"], (producer_id, epoch + 1), base_sequence=0)) == (0, 0)
+        assert raw.produce(topic, batch([b"b"], (producer_id, epoch), base_sequence=0))[0] \
+            == INVALID_PRODUCER_EPOCH
+        assert raw.latest_offset(topic) == 1
 
 
 def test_retried_batch_gets_original_offset_and_no_new_records(node, topic):

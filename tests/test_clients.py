@@ -11,6 +11,7 @@ import subprocess
 import time
 import uuid
 
+import kafka.codec
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition as AioTopicPartition
@@ -21,9 +22,10 @@ from confluent_kafka.admin import NewTopic, OffsetSpec
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 from conftest import NodeProcess
-from test_bad_input import Raw, batch
+from test_bad_input import UNKNOWN_TOPIC_OR_PARTITION, Raw, batch
 
 RETENTION_CHECK_MS = 200
 WAIT_S = 20  # upper bound for anything a test waits for; never asserted on
@@ -306,12 +308,21 @@ def test_kafka_python_admin_topic_lifecycle(node, admin):
                         validate_only=True, incremental=True)
     assert topic_configs(admin, name)["retention.ms"] == ("3600000", "DYNAMIC_TOPIC_CONFIG")
 
+    admin.create_partitions({name: 5}, validate_only=True)
+    assert partition_count(admin, name) == 2
     admin.create_partitions({name: 5})
     assert partition_count(admin, name) == 5
 
     response = admin.delete_topics([name])
     assert [t["error_code"] for t in response["topics"]] == [0]
     assert name not in admin.list_topics()
+
+
+def test_kafka_python_create_topic_with_node_defaults(node, admin):
+    name = unique("defaults")
+    admin.create_topics([name])  # partitions and replication factor -1: the node's defaults
+    assert partition_count(admin, name) == 1
+    assert topic_configs(admin, name)["retention.ms"] == ("604800000", "DEFAULT_CONFIG")
 
 
 def test_kafka_python_admin_errors(node, admin):
@@ -507,6 +518,34 @@ def test_confluent_list_offsets(node, admin, confluent_admin):
     assert list_offset(confluent_admin, topic, OffsetSpec.earliest())[0] == 2
 
 
+@pytest.mark.xfail(strict=True, reason="ListOffsets by timestamp answers offsets below the log "
+                                       "start when DeleteRecords cut a batch")
+def test_list_offsets_by_timestamp_never_answers_below_the_log_start(node, admin, confluent_admin):
+    topic = create_topic(admin, prefix="list-offsets-start")
+    base = now_ms() - 60_000
+    confluent_produce(node, topic, [(0, None, b"v%d" % i, None, base + i) for i in range(10)],
+                      **{"linger.ms": 100})  # one batch
+    admin.delete_records({TopicPartition(topic, 0): 5})
+    assert list_offset(confluent_admin, topic, OffsetSpec.earliest())[0] == 5
+    # Like Kafka: the first offset at or after both the timestamp and the log start.
+    for wanted in (0, 3, 5):
+        assert list_offset(confluent_admin, topic, OffsetSpec.for_timestamp(base + wanted)) \
+            == (5, base + 5)
+
+
+@pytest.mark.parametrize("codec", ["gzip", "snappy", "lz4", "zstd"])
+def test_compressed_batches_round_trip(node, admin, codec):
+    topic = create_topic(admin, prefix=f"compressed-{codec}")
+    messages = [(0, key, value, headers) for key, value, headers in SAMPLES]
+    messages += [(0, b"k%d" % i, b"repetitive " * 50, [("i", b"%d" % i)]) for i in range(100)]
+    reports = confluent_produce(node, topic, messages, **{"compression.type": codec})
+    assert [o for _, o in reports] == list(range(len(messages)))
+    expected = [(p, o, k, v, h) for (p, o), (_, k, v, h) in zip(reports, messages)]
+    assert confluent_rows(confluent_read(node, topic, {0: 0}, len(messages))) == expected
+    if getattr(kafka.codec, f"has_{codec}")():  # kafka-python's codec libraries are optional
+        assert as_rows(kafka_python_read(node, topic, 1, len(messages))) == expected
+
+
 # -- kcat ------------------------------------------------------------------------------
 
 
@@ -560,11 +599,27 @@ def test_kcat_consumes_what_python_produced(node, admin):
 # -- auto topic creation ---------------------------------------------------------------
 
 
+def metadata_error(node, topic: str, allow_auto_create: bool) -> int:
+    with Raw(node) as raw:
+        response = raw.call(MetadataRequest(
+            version=9, topics=[MetadataRequest.MetadataRequestTopic(name=topic)],
+            allow_auto_topic_creation=allow_auto_create), MetadataResponse)
+    (result,) = response.topics
+    assert result.name == topic
+    return result.error_code
+
+
 def test_metadata_creates_missing_topic_by_default(node, admin):
     topic = unique("auto")
     assert confluent_produce(node, topic, [(-1, b"k", b"v", None)]) == [(0, 0)]
     assert topic in admin.list_topics()
     assert partition_count(admin, topic) == 1  # num.partitions
+
+    other = unique("auto")
+    assert metadata_error(node, other, allow_auto_create=False) == UNKNOWN_TOPIC_OR_PARTITION
+    assert other not in admin.list_topics()
+    assert metadata_error(node, other, allow_auto_create=True) == 0
+    assert other in admin.list_topics()
 
 
 def test_auto_create_off(node_factory):
@@ -573,8 +628,9 @@ def test_auto_create_off(node_factory):
     client = AdminClient({"bootstrap.servers": node.bootstrap})
     metadata = client.list_topics(topic=topic, timeout=WAIT_S)
     assert metadata.topics[topic].error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert metadata_error(node, topic, allow_auto_create=True) == UNKNOWN_TOPIC_OR_PARTITION
     with Raw(node) as raw:
-        assert raw.produce(topic, batch())[0] == kafka_errors.UnknownTopicOrPartitionError.errno
+        assert raw.produce(topic, batch())[0] == UNKNOWN_TOPIC_OR_PARTITION
     assert topic not in client.list_topics(timeout=WAIT_S).topics
 
 

@@ -15,6 +15,8 @@ from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 
+from test_bad_input import Raw, batch
+
 WAIT_S = 20  # upper bound for reads; never asserted on
 
 
@@ -223,3 +225,47 @@ def test_topic_changes_survive_sigkill(node):
         assert producer.send(grown, value=b"x", partition=3).get(WAIT_S).offset == 0
     finally:
         producer.close()
+
+
+@pytest.mark.xfail(strict=True, reason="producer state is rebuilt from the newest 1000 "
+                                       "idempotent batches only; older producers are forgotten")
+def test_retry_after_restart_is_a_duplicate_behind_many_newer_batches(node):
+    """A producer's retry of a written batch is recognised after a restart, however many
+    batches other producers wrote since (Kafka keeps producer state by producer id)."""
+    topic = unique("dedup-after-restart")
+    create_topics(node, {topic: (1, {})})
+    with Raw(node) as raw:
+        quiet = raw.producer_id()
+        written = batch([b"once"], quiet, base_sequence=0)
+        assert raw.produce(topic, written) == (0, 0)
+        busy = raw.producer_id()
+        results = raw.produce_pipelined(topic, [batch([b"busy"], busy, base_sequence=i)
+                                                for i in range(1200)])
+        assert results == [(0, i) for i in range(1, 1201)]
+    node.kill()
+    node.start()
+    with Raw(node) as raw:
+        assert raw.produce(topic, written) == (0, 0)  # the original offset, nothing appended
+        assert raw.latest_offset(topic) == 1201
+
+
+@pytest.mark.xfail(strict=True, reason="a producer the node holds no state for must start at "
+                                       "sequence 0 here; Kafka accepts any sequence (KIP-360)")
+def test_idempotent_producer_continues_after_its_batches_were_deleted(node):
+    """Kafka accepts the next sequence of a producer whose state went with its batches."""
+    topic = unique("idempotent-deleted")
+    create_topics(node, {topic: (1, {})})
+    producer = KafkaProducer(bootstrap_servers=node.bootstrap, reconnect_backoff_max_ms=200,
+                             delivery_timeout_ms=30000)
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    try:
+        for i in range(5):
+            producer.send(topic, value=b"%d" % i).get(WAIT_S)
+        admin.delete_records({TopicPartition(topic, 0): 5})
+        node.kill()
+        node.start()
+        assert producer.send(topic, value=b"5").get(WAIT_S).offset == 5
+    finally:
+        admin.close()
+        producer.close()
+    assert [(r.offset, r.value) for r in read_all(node, topic, 1, 1)] == [(5, b"5")]
