@@ -431,6 +431,21 @@ def test_confluent_round_trip(node, admin, idempotence):
     assert confluent_rows(received) == expected
 
 
+def test_confluent_message_size_limits(node, admin):
+    topic = create_topic(admin, prefix="large")
+    producer = Producer({"bootstrap.servers": node.bootstrap, "message.max.bytes": 4_000_000,
+                         "enable.idempotence": False, "retries": 0})
+    outcomes = []
+    for size in (900_000, 2_000_000):
+        producer.produce(topic, value=b"x" * size, partition=0,
+                         on_delivery=lambda err, msg: outcomes.append(err and err.code()))
+        assert producer.flush(WAIT_S) == 0
+    # Over the node's message.max.bytes (1048588): the broker's MESSAGE_TOO_LARGE.
+    assert outcomes == [None, KafkaError.MSG_SIZE_TOO_LARGE]
+    (message,) = confluent_read(node, topic, {0: 0}, 1)
+    assert message.value() == b"x" * 900_000
+
+
 def test_confluent_consumer_from_an_explicit_offset(node, admin):
     topic = create_topic(admin, prefix="confluent-offset")
     confluent_produce(node, topic, [(0, None, b"v%d" % i, None) for i in range(10)])
