@@ -91,6 +91,19 @@ NODE_SETTINGS = {s.name: s for s in [
             "1 makes every commit fsync (SQLite synchronous=FULL); durability otherwise "
             "comes from replication, as in Kafka", at_least(1)),
     Setting("offsets.topic.num.partitions", int, 50, "partitions of __consumer_offsets", at_least(1)),
+    Setting("broker.heartbeat.interval.ms", int, 2000, "how often a broker heartbeats to the controller",
+            at_least(1)),
+    Setting("broker.session.timeout.ms", int, 9000,
+            "a broker silent this long is fenced and loses its leaderships", at_least(1)),
+    Setting("replica.lag.time.max.ms", int, 30000,
+            "a follower not caught up for this long leaves the ISR", at_least(1)),
+    Setting("replica.fetch.wait.max.ms", int, 500, "a follower fetch's max_wait_ms", at_least(0)),
+    Setting("unclean.leader.election.enable", bool, False,
+            "default for topics: elect an out-of-sync replica rather than none"),
+    Setting("auto.leader.rebalance.enable", bool, True,
+            "move leadership back to preferred replicas"),
+    Setting("leader.imbalance.check.interval.seconds", int, 300,
+            "how often leadership is rebalanced", at_least(1)),
     Setting("transactional.id.expiration.ms", int, 604800000, "producer id expiry", at_least(1)),
     Setting("group.initial.rebalance.delay.ms", int, 3000, "wait for more members", at_least(0)),
 ]}
@@ -119,6 +132,7 @@ TOPIC_DEFAULT_FROM_NODE = {
     "cleanup.policy": "log.cleanup.policy",
     "max.message.bytes": "message.max.bytes",
     "min.insync.replicas": "min.insync.replicas",
+    "unclean.leader.election.enable": "unclean.leader.election.enable",
 }
 
 

@@ -1,0 +1,267 @@
+"""The active controller: turns admin requests and broker reports into metadata records.
+
+Runs on every controller node and acts while its node leads the metadata quorum. Every
+change is validated against the image, written as records through the quorum, and
+answered once committed; the image (applied on every node) is then the truth. Operations
+are serialised, so each validation sees every change before it.
+
+It also keeps the brokers honest: a broker that misses heartbeats for
+`broker.session.timeout.ms` is fenced, its leaderships move to another in-sync replica,
+and it leaves the ISRs; it is unfenced when it heartbeats again having caught up.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any
+
+from kafka import errors
+
+from broker.config import ConfigError, NodeConfig, validate_topic_configs
+from broker.errors import RequestError
+from broker.metadata import (
+    NO_LEADER, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, check_topic_name,
+    encode_record, fence_record, register_broker_record, remove_topic_record,
+    topic_configs_record, topic_record,
+)
+
+log = logging.getLogger(__name__)
+
+
+def assign_replicas(brokers: list[int], partitions: range, replication_factor: int,
+                    start: int) -> list[list[int]]:
+    """Kafka's round-robin placement: partition p's replicas start at broker start+p."""
+    return [[brokers[(start + p + r) % len(brokers)] for r in range(replication_factor)]
+            for p in partitions]
+
+
+class Controller:
+    def __init__(self, config: NodeConfig, image: MetadataImage, quorum):
+        self.config = config
+        self.image = image
+        self.quorum = quorum
+        self._lock = asyncio.Lock()
+        self._heartbeats: dict[int, float] = {}  # broker id -> monotonic time of last heartbeat
+        self._placement = 0
+
+    @property
+    def active(self) -> bool:
+        return self.quorum.is_leader
+
+    async def _commit(self, records: list[dict[str, Any]]) -> None:
+        if not self.active:
+            raise RequestError(errors.NotControllerError,
+                               f"node {self.config.node_id} is not the active controller")
+        await self.quorum.append([encode_record(r) for r in records])
+
+    # -- topics -------------------------------------------------------------------------
+
+    def topic(self, name: str) -> TopicInfo:
+        topic = self.image.topics.get(name)
+        if topic is None:
+            raise RequestError(errors.UnknownTopicOrPartitionError, f"topic {name!r} does not exist")
+        return topic
+
+    def check_new_topic(self, name: str, num_partitions: int, replication_factor: int,
+                        configs: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
+        """Validate a CreateTopics entry; returns the partitions, RF and configs to use."""
+        check_topic_name(name)
+        if name in self.image.topics:
+            raise RequestError(errors.TopicAlreadyExistsError, f"topic {name!r} already exists")
+        if num_partitions == -1:
+            num_partitions = self.config["num.partitions"]
+        if replication_factor == -1:
+            replication_factor = self.config["default.replication.factor"]
+        if num_partitions <= 0:
+            raise RequestError(errors.InvalidPartitionsError, "number of partitions must be at least 1")
+        if replication_factor <= 0:
+            raise RequestError(errors.InvalidReplicationFactorError,
+                               "replication factor must be at least 1")
+        live = len(self.image.live_brokers())
+        if replication_factor > live:
+            raise RequestError(errors.InvalidReplicationFactorError,
+                               f"replication factor {replication_factor} is larger than the "
+                               f"{live} available brokers")
+        try:
+            configs = validate_topic_configs(configs)
+        except ConfigError as exc:
+            raise RequestError(errors.InvalidConfigurationError, str(exc)) from None
+        return num_partitions, replication_factor, configs
+
+    def _new_partitions(self, topic: TopicInfo, indexes: range, replication_factor: int) -> list[dict]:
+        brokers = self.image.live_brokers()
+        self._placement += 1
+        placements = assign_replicas(brokers, indexes, replication_factor, self._placement)
+        return [PartitionInfo(topic.name, index, replicas, list(replicas), replicas[0])
+                .as_record(topic.id) for index, replicas in zip(indexes, placements)]
+
+    async def create_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
+                           configs: dict[str, Any] | None = None) -> TopicInfo:
+        async with self._lock:
+            num_partitions, replication_factor, configs = self.check_new_topic(
+                name, num_partitions, replication_factor, configs or {})
+            topic = TopicInfo(name, uuid.uuid4(), configs)
+            await self._commit([topic_record(name, topic.id, configs),
+                                *self._new_partitions(topic, range(num_partitions),
+                                                      replication_factor)])
+            log.info("created topic %s: %d partitions, RF %d", name, num_partitions,
+                     replication_factor)
+            return self.image.topics[name]
+
+    def check_partition_count(self, name: str, count: int) -> TopicInfo:
+        topic = self.topic(name)
+        if count <= len(topic.partitions):
+            raise RequestError(errors.InvalidPartitionsError,
+                               f"topic {name!r} has {len(topic.partitions)} partitions; "
+                               f"the new count must be larger, not {count}")
+        return topic
+
+    async def create_partitions(self, name: str, count: int) -> None:
+        async with self._lock:
+            topic = self.check_partition_count(name, count)
+            await self._commit(self._new_partitions(
+                topic, range(len(topic.partitions), count), len(topic.partitions[0].replicas)))
+
+    async def delete_topic(self, name: str) -> None:
+        async with self._lock:
+            await self._commit([remove_topic_record(self.topic(name).id)])
+            log.info("deleted topic %s", name)
+
+    async def set_topic_configs(self, name: str, configs: dict[str, Any]) -> None:
+        async with self._lock:
+            await self._commit([topic_configs_record(self.topic(name).id, configs)])
+
+    # -- brokers ------------------------------------------------------------------------
+
+    async def register_broker(self, broker: BrokerInfo) -> None:
+        async with self._lock:
+            self._heartbeats[broker.id] = time.monotonic()
+            await self._commit([register_broker_record(broker)])
+
+    async def heartbeat(self, broker_id: int, caught_up: bool) -> bool:
+        """Record a heartbeat; returns whether the broker is (still) fenced."""
+        broker = self.image.brokers.get(broker_id)
+        if broker is None:
+            raise RequestError(errors.BrokerNotAvailableError, f"broker {broker_id} is not registered")
+        self._heartbeats[broker_id] = time.monotonic()
+        if broker.fenced and caught_up:
+            async with self._lock:
+                await self._commit([fence_record(broker_id, False),
+                                    *self._elect_offline_partitions(broker_id)])
+                log.info("broker %d unfenced", broker_id)
+        return self.image.brokers[broker_id].fenced
+
+    async def fence_expired_brokers(self) -> None:
+        timeout = self.config["broker.session.timeout.ms"] / 1000
+        now = time.monotonic()
+        for broker in list(self.image.brokers.values()):
+            last = self._heartbeats.setdefault(broker.id, now)  # a new controller gives grace
+            if not broker.fenced and now - last > timeout:
+                async with self._lock:
+                    await self._commit([fence_record(broker.id, True),
+                                        *self._move_away_from(broker.id)])
+                log.warning("broker %d missed heartbeats for %.1f s: fenced", broker.id, now - last)
+
+    async def run(self) -> None:
+        """Fence brokers whose session expired, while this node is the active controller."""
+        interval = self.config["broker.heartbeat.interval.ms"] / 1000
+        while True:
+            await asyncio.sleep(interval / 2)
+            if self.active:
+                try:
+                    await self.fence_expired_brokers()
+                except RequestError as exc:  # lost leadership half-way
+                    log.info("fencing check stopped: %s", exc.message)
+
+    # -- partitions ---------------------------------------------------------------------
+
+    def _partitions(self):
+        for topic in self.image.topics.values():
+            for partition in topic.partitions:
+                yield topic, partition
+
+    def _changed(self, topic: TopicInfo, partition: PartitionInfo, leader: int,
+                 isr: list[int]) -> dict[str, Any]:
+        new_leader = leader != partition.leader
+        return PartitionInfo(partition.topic, partition.index, partition.replicas, isr, leader,
+                             partition.leader_epoch + (1 if new_leader else 0),
+                             partition.partition_epoch + 1).as_record(topic.id)
+
+    def _move_away_from(self, broker_id: int) -> list[dict[str, Any]]:
+        """A fenced broker leaves every ISR and gives up its leaderships."""
+        live = set(self.image.live_brokers()) - {broker_id}
+        records = []
+        for topic, partition in self._partitions():
+            if broker_id not in partition.replicas:
+                continue
+            isr = [r for r in partition.isr if r != broker_id] or partition.isr
+            leader = partition.leader
+            if leader == broker_id:
+                leader = next((r for r in partition.replicas if r in isr and r in live), NO_LEADER)
+                if leader == NO_LEADER and self._unclean_allowed(topic):
+                    leader = next((r for r in partition.replicas if r in live), NO_LEADER)
+                    isr = [leader] if leader != NO_LEADER else isr
+            if leader != partition.leader or isr != partition.isr:
+                records.append(self._changed(topic, partition, leader, isr))
+        return records
+
+    def _elect_offline_partitions(self, broker_id: int) -> list[dict[str, Any]]:
+        """A returning broker leads the partitions that had no leader and kept it in ISR."""
+        return [self._changed(topic, p, broker_id, p.isr) for topic, p in self._partitions()
+                if p.leader == NO_LEADER and broker_id in p.isr]
+
+    def _unclean_allowed(self, topic: TopicInfo) -> bool:
+        return bool(topic.configs.get("unclean.leader.election.enable",
+                                      self.config["unclean.leader.election.enable"]))
+
+    async def alter_partition(self, topic_name: str, index: int, leader_id: int, leader_epoch: int,
+                              partition_epoch: int, new_isr: list[int]) -> PartitionInfo:
+        async with self._lock:
+            topic = self.topic(topic_name)
+            if not 0 <= index < len(topic.partitions):
+                raise RequestError(errors.UnknownTopicOrPartitionError,
+                                   f"{topic_name} has no partition {index}")
+            partition = topic.partitions[index]
+            if leader_id != partition.leader or leader_epoch != partition.leader_epoch:
+                raise RequestError(errors.FencedLeaderEpochError,
+                                   f"leader {leader_id} epoch {leader_epoch} is not current")
+            if partition_epoch != partition.partition_epoch:
+                raise RequestError(errors.InvalidUpdateVersionError,
+                                   f"partition epoch {partition_epoch} is stale")
+            live = set(self.image.live_brokers())
+            if leader_id not in new_isr or any(r not in partition.replicas or r not in live
+                                               for r in new_isr):
+                raise RequestError(errors.IneligibleReplicaError,
+                                   f"ISR {new_isr} must hold the leader and live replicas only")
+            await self._commit([self._changed(topic, partition, partition.leader, new_isr)])
+            return self.image.topics[topic_name].partitions[index]
+
+    async def elect_preferred_leaders(self, wanted: list[tuple[str, int]] | None
+                                      ) -> dict[tuple[str, int], RequestError | None]:
+        """Move leadership back to each partition's first replica where it is in sync."""
+        results: dict[tuple[str, int], RequestError | None] = {}
+        async with self._lock:
+            live = set(self.image.live_brokers())
+            records = []
+            for topic, partition in self._partitions():
+                key = (topic.name, partition.index)
+                if wanted is not None and key not in wanted:
+                    continue
+                preferred = partition.replicas[0]
+                if partition.leader == preferred:
+                    results[key] = RequestError(errors.ElectionNotNeededError,
+                                                "the preferred replica already leads")
+                elif preferred not in partition.isr or preferred not in live:
+                    results[key] = RequestError(errors.PreferredLeaderNotAvailableError,
+                                                f"broker {preferred} is not in sync")
+                else:
+                    records.append(self._changed(topic, partition, preferred, partition.isr))
+                    results[key] = None
+            for key in wanted or []:
+                results.setdefault(key, RequestError(errors.UnknownTopicOrPartitionError,
+                                                     f"{key[0]}-{key[1]} does not exist"))
+            if records:
+                await self._commit(records)
+        return results
