@@ -82,8 +82,10 @@ class Node:
         logs: dict[str, list[PartitionLog]] = {}
         for stored in await self.storage.load_partitions():
             partition = PartitionLog(self.storage, stored.id, stored.topic, stored.partition,
-                                     [self.node_id], stored.log_start_offset, stored.end_offset, stored.size,
-                                     stored.leader_epoch)
+                                     self.node_id, stored.log_start_offset, stored.end_offset,
+                                     stored.size)
+            partition.epoch_starts = await self.storage.epoch_starts(stored.id)
+            partition.become_leader(0, [self.node_id], [self.node_id])
             partition.restore_producers(
                 await self.storage.recent_producer_batches(stored.id, PRODUCER_BATCHES_SCANNED))
             logs.setdefault(stored.topic, []).append(partition)
@@ -177,7 +179,9 @@ class Node:
         for index in range(len(topic.partitions), count):
             self._next_partition_id += 1
             pid = self._next_partition_id
-            topic.partitions.append(PartitionLog(self.storage, pid, topic.name, index, [self.node_id]))
+            partition = PartitionLog(self.storage, pid, topic.name, index, self.node_id)
+            partition.become_leader(0, [self.node_id], [self.node_id])
+            topic.partitions.append(partition)
             commit = self.storage.write(
                 "INSERT INTO partitions (id, topic, partition) VALUES (?, ?, ?)",
                 (pid, topic.name, index))

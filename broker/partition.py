@@ -1,8 +1,11 @@
-"""One partition's log on this node: offsets, high watermark, producer state, waiters.
+"""One partition's log on this node: offsets, high watermark, leader epochs, producer
+state, and the replicas' progress when this node leads it.
 
 Offsets are assigned when a batch is appended (on the event loop, so requests keep their
-order); the batch becomes visible to consumers when its transaction has committed and the
-high watermark passes it.
+order). A batch counts for replication once its transaction has committed here
+(`local_end`); consumers see it once the high watermark — the smallest log end offset
+over the ISR — passes it. Followers copy the leader's batches byte for byte, offsets and
+leader epochs included, and truncate where their log diverges from the leader's.
 """
 from __future__ import annotations
 
@@ -33,50 +36,107 @@ class ProducerState:
         return self.batches[-1][1] if self.batches else -1
 
 
+@dataclass
+class FollowerProgress:
+    """What the leader knows of one follower, from its fetches."""
+    end_offset: int = -1          # the follower's log end offset (its last fetch offset)
+    last_caught_up: float = 0.0   # monotonic time it last had everything the leader had
+    last_fetch: float = 0.0       # monotonic time of its last fetch
+    leader_end_at_last_fetch: int = 0
+
+
 def next_sequence(sequence: int) -> int:
     return 0 if sequence == INT32_MAX else sequence + 1
 
 
 class PartitionLog:
-    def __init__(self, storage: Storage, pid: int, topic: str, index: int,
-                 replicas: list[int], log_start_offset: int = 0, end_offset: int = 0,
-                 size: int = 0, leader_epoch: int = 0):
+    def __init__(self, storage: Storage, pid: int, topic: str, index: int, node_id: int,
+                 log_start_offset: int = 0, end_offset: int = 0, size: int = 0):
         self.storage = storage
-        self.replicas = replicas
-        self.isr = list(replicas)
-        self.leader = replicas[0]
         self.pid = pid
         self.topic = topic
         self.index = index
+        self.node_id = node_id
         self.log_start_offset = log_start_offset
         self.end_offset = end_offset            # next offset to assign
-        self.high_watermark = end_offset        # everything stored is committed at start
+        self.local_end = end_offset             # end of what is committed to disk here
+        self.high_watermark = 0  # known again once this node leads or hears from the leader
         self.size = size
-        self.leader_epoch = leader_epoch
+        self.leader_epoch = -1
+        self.leader = -1
+        self.replicas: list[int] = []
+        self.isr: list[int] = []
+        self.epoch_starts: list[tuple[int, int]] = []  # (leader epoch, first offset)
+        self.followers: dict[int, FollowerProgress] = {}
         self.producers: dict[int, ProducerState] = {}
         self._waiters: set[asyncio.Future] = set()
+
+    @property
+    def is_leader(self) -> bool:
+        return self.leader == self.node_id
+
+    def check_leader(self) -> None:
+        if not self.is_leader:
+            raise RequestError(errors.NotLeaderForPartitionError,
+                               f"node {self.node_id} is not the leader of {self.topic}-{self.index}"
+                               f" (leader: {self.leader})")
+
+    # -- roles --------------------------------------------------------------------------
+
+    def become_leader(self, epoch: int, replicas: list[int], isr: list[int]) -> None:
+        new_epoch = epoch != self.leader_epoch or not self.is_leader
+        self.leader, self.leader_epoch, self.replicas, self.isr = self.node_id, epoch, replicas, isr
+        if new_epoch:
+            self._start_epoch(epoch, self.end_offset)
+            now = time.monotonic()
+            # ISR members get a full lag allowance from now, as in Kafka.
+            self.followers = {r: FollowerProgress(last_caught_up=now if r in isr else 0.0)
+                              for r in replicas if r != self.node_id}
+        self._update_high_watermark()
+        self._wake()
+
+    def become_follower(self, leader: int, epoch: int, replicas: list[int], isr: list[int]) -> None:
+        self.leader, self.leader_epoch, self.replicas, self.isr = leader, epoch, replicas, isr
+        self.followers = {}
+        self._wake()  # acks=all waits on this partition learn they lost leadership
+
+    def _start_epoch(self, epoch: int, offset: int) -> None:
+        if not self.epoch_starts or self.epoch_starts[-1][0] < epoch:
+            self.epoch_starts.append((epoch, offset))
+
+    def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
+        """Kafka's OffsetsForLeaderEpoch: the largest epoch <= `epoch` in this log and the
+        offset where it ends (where the next epoch starts, or the log end)."""
+        found = (-1, -1)
+        for position, (start_epoch, _) in enumerate(self.epoch_starts):
+            if start_epoch > epoch:
+                break
+            following = self.epoch_starts[position + 1:position + 2]
+            found = (start_epoch, following[0][1] if following else self.local_end)
+        return found
+
+    @property
+    def last_epoch(self) -> int:
+        return self.epoch_starts[-1][0] if self.epoch_starts else -1
 
     # -- producer idempotence ----------------------------------------------------------
 
     def restore_producers(self, rows: list[tuple]) -> None:
         for producer_id, epoch, base_sequence, base_offset, last_offset in rows:
-            state = self.producers.get(producer_id)
-            if state is None or state.epoch != epoch:
-                state = self.producers[producer_id] = ProducerState(epoch)
-            state.batches.append((base_sequence, base_sequence + last_offset - base_offset,
-                                  base_offset))
+            self._remember(producer_id, epoch, base_sequence,
+                           base_sequence + last_offset - base_offset, base_offset)
 
     def _check_sequence(self, batch: Batch) -> int | None:
         """Returns the original base offset of a retried batch, None for a new one."""
         state = self.producers.get(batch.producer_id)
         if state is not None and batch.producer_epoch < state.epoch:
             raise RequestError(errors.InvalidProducerEpochError,
-                              f"producer epoch {batch.producer_epoch} is older than {state.epoch}")
+                               f"producer epoch {batch.producer_epoch} is older than {state.epoch}")
         if state is None or batch.producer_epoch > state.epoch:
             if batch.base_sequence != 0:
                 raise RequestError(errors.OutOfOrderSequenceNumberError,
-                                  f"a new producer epoch must start at sequence 0, "
-                                  f"not {batch.base_sequence}")
+                                   f"a new producer epoch must start at sequence 0, "
+                                   f"not {batch.base_sequence}")
             return None
         for first, last, base_offset in state.batches:
             if first == batch.base_sequence and last == batch.last_sequence:
@@ -84,23 +144,25 @@ class PartitionLog:
         expected = next_sequence(state.last_sequence)
         if batch.base_sequence != expected:
             raise RequestError(errors.OutOfOrderSequenceNumberError,
-                              f"expected sequence {expected}, got {batch.base_sequence}")
+                               f"expected sequence {expected}, got {batch.base_sequence}")
         return None
 
-    def _remember(self, batch: Batch, base_offset: int) -> None:
-        state = self.producers.get(batch.producer_id)
-        if state is None or state.epoch != batch.producer_epoch:
-            state = self.producers[batch.producer_id] = ProducerState(batch.producer_epoch)
-        state.batches.append((batch.base_sequence, batch.last_sequence, base_offset))
+    def _remember(self, producer_id: int, epoch: int, first: int, last: int, base_offset: int) -> None:
+        state = self.producers.get(producer_id)
+        if state is None or state.epoch != epoch:
+            state = self.producers[producer_id] = ProducerState(epoch)
+        state.batches.append((first, last, base_offset))
 
     # -- append -------------------------------------------------------------------------
 
-    def append(self, batches: list[Batch], log_append_time: bool) -> tuple[int, asyncio.Future | None]:
-        """Assign offsets and queue the batches for the next commit.
+    def append(self, batches: list[Batch], log_append_time: bool) -> tuple[int, int, asyncio.Future | None]:
+        """Leader append: assign offsets and queue the batches for the next commit.
 
-        Returns the base offset of the first batch and the commit future (None when every
-        batch was a retry already in the log: the producer gets the original offset).
+        Returns the base offset of the first batch, the end offset the producer must see
+        replicated, and the commit future (None when every batch was a retry already in
+        the log: the producer gets the original offset).
         """
+        self.check_leader()
         idempotent = [b for b in batches if b.producer_id >= 0]
         duplicates = {id(b): self._check_sequence(b) for b in idempotent}
         first_offset = None
@@ -115,34 +177,113 @@ class PartitionLog:
             batch.stamp(base_offset, self.leader_epoch)
             if log_append_time:
                 batch.set_log_append_time(now_ms)
-            if batch.producer_id >= 0:
-                self._remember(batch, base_offset)
-            self.end_offset = base_offset + batch.last_offset_delta + 1
-            self.size += batch.size
-            end = self.end_offset
-            commit = self.storage.append_batch(
-                (self.pid, base_offset, end - 1, batch.max_timestamp, batch.producer_id,
-                 batch.producer_epoch, batch.base_sequence, batch.size, batch.data),
-                lambda end=end: self._committed(end))
+            commit = self._store(batch, base_offset, self.leader_epoch)
             first_offset = base_offset if first_offset is None else first_offset
-        return first_offset, commit
+        return first_offset, self.end_offset, commit
+
+    def append_replicated(self, batches: list[Batch]) -> asyncio.Future | None:
+        """Follower append: the leader's batches as they are, offsets and epochs included."""
+        commit = None
+        for batch in batches:
+            if batch.last_offset < self.end_offset:
+                continue  # already have it (a refetch after a timeout)
+            if batch.base_offset != self.end_offset:
+                raise RequestError(errors.CorruptRecordError,
+                                   f"{self.topic}-{self.index}: leader sent offset "
+                                   f"{batch.base_offset}, expected {self.end_offset}")
+            commit = self._store(batch, batch.base_offset, batch.leader_epoch)
+        return commit
+
+    def _store(self, batch: Batch, base_offset: int, epoch: int) -> asyncio.Future:
+        self._start_epoch(epoch, base_offset)
+        if batch.producer_id >= 0:
+            self._remember(batch.producer_id, batch.producer_epoch, batch.base_sequence,
+                           batch.last_sequence, base_offset)
+        self.end_offset = base_offset + batch.last_offset_delta + 1
+        self.size += batch.size
+        end = self.end_offset
+        return self.storage.append_batch(
+            (self.pid, base_offset, end - 1, batch.max_timestamp, epoch, batch.producer_id,
+             batch.producer_epoch, batch.base_sequence, batch.size, batch.data),
+            lambda: self._committed(end))
 
     def _committed(self, end: int) -> None:
-        # One replica per partition on a single node: committed is replicated.
-        if end > self.high_watermark:
-            self.high_watermark = end
-            self._wake()
+        if end > self.local_end:
+            self.local_end = end
+            self._update_high_watermark()
+            self._wake()  # followers long-polling for new data, and acks=all waits
 
     def rollback(self) -> None:
         """After a failed commit, forget offsets that were assigned but never stored."""
-        self.end_offset = self.high_watermark
+        self.end_offset = self.local_end
+
+    def truncate(self, offset: int) -> asyncio.Future:
+        """Drop everything from `offset` on: the suffix the new leader never had."""
+        offset = max(offset, self.high_watermark if self.is_leader else 0)
+        self.end_offset = self.local_end = offset
+        self.high_watermark = min(self.high_watermark, offset)
+        self.epoch_starts = [(e, start) for e, start in self.epoch_starts if start < offset]
+        for state in self.producers.values():
+            while state.batches and state.batches[-1][2] >= offset:
+                state.batches.pop()
+        return self.storage.truncate(self.pid, offset)
+
+    # -- replication progress (leader) -------------------------------------------------
+
+    def follower_fetched(self, follower: int, offset: int) -> None:
+        progress = self.followers.get(follower)
+        if progress is None:
+            return
+        now = time.monotonic()
+        if offset >= self.local_end:
+            progress.last_caught_up = now
+        elif offset >= progress.leader_end_at_last_fetch:
+            # It has what we had at its previous fetch: caught up as of that fetch.
+            progress.last_caught_up = max(progress.last_caught_up, progress.last_fetch)
+        progress.end_offset = offset
+        progress.last_fetch = now
+        progress.leader_end_at_last_fetch = self.local_end
+        self._update_high_watermark()
+
+    def _update_high_watermark(self) -> None:
+        if not self.is_leader:
+            return
+        ends = [self.local_end] + [self.followers[r].end_offset for r in self.isr
+                                   if r in self.followers]
+        hw = min(ends)
+        if hw > self.high_watermark:
+            self.high_watermark = hw
+            self._wake()
+
+    def follower_high_watermark(self, leader_hw: int) -> None:
+        hw = min(leader_hw, self.local_end)
+        if hw > self.high_watermark:
+            self.high_watermark = hw
+            self._wake()
+
+    def isr_changes(self, lag_time_max: float) -> list[int] | None:
+        """The ISR this leader should propose, or None: lagging followers out, caught-up
+        replicas back in (once they hold everything up to the high watermark and the
+        start of this leader's epoch)."""
+        now = time.monotonic()
+        epoch_start = self.epoch_starts[-1][1] if self.epoch_starts else 0
+        isr = [r for r in self.isr
+               if r == self.node_id or now - self.followers[r].last_caught_up <= lag_time_max]
+        for replica, progress in self.followers.items():
+            if (replica not in isr and progress.end_offset >= self.high_watermark
+                    and progress.end_offset >= epoch_start
+                    and now - progress.last_caught_up <= lag_time_max):
+                isr.append(replica)
+        return isr if sorted(isr) != sorted(self.isr) else None
 
     # -- reads --------------------------------------------------------------------------
 
-    async def read(self, offset: int, max_bytes: int) -> bytes:
-        if offset >= self.high_watermark:
+    async def read(self, offset: int, max_bytes: int, end: int | None = None) -> bytes:
+        """Whole batches from `offset`, below `end` (the high watermark by default)."""
+        end = self.high_watermark if end is None else end
+        if offset >= end:
             return b""
-        blobs = await self.storage.read_batches(self.pid, offset, self.high_watermark, max_bytes)
+        blobs = await self.storage.read_batches(self.pid, offset, end, max_bytes)
         return b"".join(blobs)
 
     def new_data_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future:
@@ -151,9 +292,27 @@ class PartitionLog:
         waiter.add_done_callback(self._waiters.discard)
         return waiter
 
+    async def wait_replicated(self, end: int, timeout: float) -> None:
+        """acks=all: until the high watermark reaches `end`, while this node leads."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.high_watermark < end:
+            self.check_leader()
+            left = deadline - loop.time()
+            if left <= 0:
+                raise RequestError(errors.RequestTimedOutError,
+                                   f"replication did not reach offset {end} in time "
+                                   f"(ISR {self.isr})")
+            waiter = self.new_data_waiter(loop)
+            try:
+                await asyncio.wait_for(waiter, left)
+            except asyncio.TimeoutError:
+                pass
+
     def close(self) -> None:
-        """The partition is gone (topic deleted): release fetches waiting on it."""
-        self.high_watermark = self.end_offset = self.log_start_offset
+        """The partition is gone (topic deleted): release everything waiting on it."""
+        self.leader = -1
+        self.high_watermark = self.end_offset = self.local_end = self.log_start_offset
         self._wake()
 
     def _wake(self) -> None:

@@ -42,16 +42,23 @@ class Batch:
     producer_epoch: int
     base_sequence: int
     transactional: bool
+    base_offset: int = 0
+    leader_epoch: int = -1
 
     @property
     def size(self) -> int:
         return len(self.data)
 
     @property
+    def last_offset(self) -> int:
+        return self.base_offset + self.last_offset_delta
+
+    @property
     def last_sequence(self) -> int:
         return self.base_sequence + self.last_offset_delta
 
     def stamp(self, base_offset: int, leader_epoch: int) -> None:
+        self.base_offset, self.leader_epoch = base_offset, leader_epoch
         struct.pack_into(">q", self.data, 0, base_offset)
         struct.pack_into(">i", self.data, 12, leader_epoch)
 
@@ -64,20 +71,14 @@ class Batch:
         self.max_timestamp = now_ms
 
 
-def split_batches(payload: bytes, max_batch_bytes: int) -> list[Batch]:
-    """Validate a produce payload and return its batches.
-
-    Raises RequestError with the error code Apache Kafka answers for that fault.
-    """
-    if not payload:
-        raise RequestError(errors.CorruptRecordError, "empty record set")
-    batches = []
+def _frames(payload: bytes, max_batch_bytes: int):
+    """Yield (batch, attributes) for each framed, CRC-checked v2 batch in `payload`."""
     view = memoryview(payload)
     pos = 0
     while pos < len(payload):
         if len(payload) - pos < HEADER_SIZE:
             raise RequestError(errors.CorruptRecordError, "truncated batch header")
-        (_, length, _, magic, crc, attributes, last_offset_delta, _, max_ts,
+        (base_offset, length, leader_epoch, magic, crc, attributes, last_offset_delta, _, max_ts,
          producer_id, producer_epoch, base_sequence, count) = HEADER.unpack_from(payload, pos)
         size = length + LENGTH_OVERHEAD
         if magic != 2:
@@ -90,14 +91,7 @@ def split_batches(payload: bytes, max_batch_bytes: int) -> list[Batch]:
                                f"batch of {size} bytes is over max.message.bytes={max_batch_bytes}")
         if crc32c(view[pos + CRC_START:pos + size]) != crc:
             raise RequestError(errors.CorruptRecordError, "CRC-32C mismatch")
-        if attributes & CODEC_MASK not in KNOWN_CODECS:
-            raise RequestError(errors.UnsupportedCompressionTypeError, "unknown compression codec")
-        if attributes & CONTROL:
-            raise RequestError(errors.InvalidRecordError, "producers may not write control batches")
-        if count <= 0 or last_offset_delta != count - 1:
-            raise RequestError(errors.InvalidRecordError,
-                               "record count and last offset delta disagree")
-        batches.append(Batch(
+        yield Batch(
             data=bytearray(view[pos:pos + size]),
             record_count=count,
             last_offset_delta=last_offset_delta,
@@ -106,6 +100,33 @@ def split_batches(payload: bytes, max_batch_bytes: int) -> list[Batch]:
             producer_epoch=producer_epoch,
             base_sequence=base_sequence,
             transactional=bool(attributes & TRANSACTIONAL),
-        ))
+            base_offset=base_offset,
+            leader_epoch=leader_epoch,
+        ), attributes
         pos += size
+
+
+def split_batches(payload: bytes, max_batch_bytes: int) -> list[Batch]:
+    """Validate a produce payload and return its batches.
+
+    Raises RequestError with the error code Apache Kafka answers for that fault.
+    """
+    if not payload:
+        raise RequestError(errors.CorruptRecordError, "empty record set")
+    batches = []
+    for batch, attributes in _frames(payload, max_batch_bytes):
+        if attributes & CODEC_MASK not in KNOWN_CODECS:
+            raise RequestError(errors.UnsupportedCompressionTypeError, "unknown compression codec")
+        if attributes & CONTROL:
+            raise RequestError(errors.InvalidRecordError, "producers may not write control batches")
+        if batch.record_count <= 0 or batch.last_offset_delta != batch.record_count - 1:
+            raise RequestError(errors.InvalidRecordError,
+                               "record count and last offset delta disagree")
+        batches.append(batch)
     return batches
+
+
+def replicated_batches(payload: bytes) -> list[Batch]:
+    """Batches a follower fetched from its leader: already validated and stamped there,
+    so only the framing and CRC are checked again."""
+    return [batch for batch, _ in _frames(payload, len(payload))]

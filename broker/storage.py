@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS batches (
     base_offset INTEGER NOT NULL,
     last_offset INTEGER NOT NULL,
     max_timestamp INTEGER NOT NULL,
+    leader_epoch INTEGER NOT NULL,
     producer_id INTEGER NOT NULL,
     producer_epoch INTEGER NOT NULL,
     base_sequence INTEGER NOT NULL,
@@ -53,8 +54,8 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 INSERT_BATCH = (
-    "INSERT INTO batches (pid, base_offset, last_offset, max_timestamp, producer_id,"
-    " producer_epoch, base_sequence, size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO batches (pid, base_offset, last_offset, max_timestamp, leader_epoch, producer_id,"
+    " producer_epoch, base_sequence, size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 # Whole batches from the one holding `offset`, below the high watermark, within the
@@ -227,6 +228,16 @@ class Storage:
             " FROM batches WHERE pid = ? AND producer_id >= 0"
             " ORDER BY base_offset DESC LIMIT ?", (pid, limit))
         return rows[::-1]
+
+    async def epoch_starts(self, pid: int) -> list[tuple[int, int]]:
+        """(leader epoch, first offset written in it), in log order."""
+        return await self.query(
+            "SELECT leader_epoch, MIN(base_offset) FROM batches WHERE pid = ?"
+            " GROUP BY leader_epoch ORDER BY 2", (pid,))
+
+    def truncate(self, pid: int, offset: int) -> asyncio.Future:
+        """Remove every batch from `offset` on (a batch boundary)."""
+        return self.write("DELETE FROM batches WHERE pid = ? AND base_offset >= ?", (pid, offset))
 
     async def partition_size(self, pid: int) -> int:
         rows = await self.query("SELECT COALESCE(SUM(size), 0) FROM batches WHERE pid = ?", (pid,))

@@ -52,7 +52,7 @@ def append(node, request, topic_name: str, index: int, records: bytes | None) ->
                                    f"min.insync.replicas={required}")
         log_append_time = node.topic_config(topic, "message.timestamp.type") == "LogAppendTime"
         outcome.partition = partition
-        outcome.base_offset, outcome.commit = partition.append(batches, log_append_time)
+        outcome.base_offset, _, outcome.commit = partition.append(batches, log_append_time)
         if log_append_time:
             outcome.append_time_ms = int(time.time() * 1000)
     except RequestError as exc:
