@@ -136,16 +136,27 @@ class Controller:
     # -- brokers ------------------------------------------------------------------------
 
     async def register_broker(self, broker: BrokerInfo) -> None:
+        """A broker (re)started: it comes back fenced, so it leads nothing until it has
+        caught up with the metadata log."""
         async with self._lock:
             self._heartbeats[broker.id] = time.monotonic()
-            await self._commit([register_broker_record(broker)])
+            known = self.image.brokers.get(broker.id)
+            if known is not None and known.incarnation == broker.incarnation:
+                return
+            records = [register_broker_record(broker)]
+            if known is not None and not known.fenced:
+                records += self._move_away_from(broker.id)
+            await self._commit(records)
+            log.info("broker %d registered at %s:%d", broker.id, broker.host, broker.port)
 
-    async def heartbeat(self, broker_id: int, caught_up: bool) -> bool:
+    async def heartbeat(self, broker_id: int, incarnation: str, metadata_offset: int) -> bool:
         """Record a heartbeat; returns whether the broker is (still) fenced."""
         broker = self.image.brokers.get(broker_id)
-        if broker is None:
-            raise RequestError(errors.BrokerNotAvailableError, f"broker {broker_id} is not registered")
+        if broker is None or broker.incarnation != incarnation:
+            raise RequestError(errors.BrokerNotAvailableError,
+                               f"broker {broker_id} must register again")
         self._heartbeats[broker_id] = time.monotonic()
+        caught_up = metadata_offset >= self.quorum.high_watermark - 1
         if broker.fenced and caught_up:
             async with self._lock:
                 await self._commit([fence_record(broker_id, False),

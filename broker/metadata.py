@@ -118,9 +118,7 @@ class MetadataImage:
         self.offset = offset
 
     def _apply_register_broker(self, id: int, host: str, port: int, incarnation: str) -> None:
-        previous = self.brokers.get(id)
-        self.brokers[id] = BrokerInfo(id, host, port, incarnation,
-                                      fenced=previous.fenced if previous else True)
+        self.brokers[id] = BrokerInfo(id, host, port, incarnation, fenced=True)
 
     def _apply_fence_broker(self, id: int) -> None:
         self.brokers[id].fenced = True

@@ -1,68 +1,63 @@
-"""A node: its topics and partition logs, the operations the Kafka APIs call, its lifecycle."""
+"""A node: the metadata image it follows, the partition logs it holds, its roles.
+
+Every node applies the committed metadata log to its image. The image decides which
+partition logs this node holds and whether it leads or follows each; the controller (on
+controller nodes, active on the quorum leader) is the only writer of metadata. A broker
+registers with the active controller and heartbeats to it; a controller fences a broker
+that falls silent.
+"""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import signal
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any, Iterable
 
 from kafka import errors
+from kafka.protocol.api_message import ApiMessage
 
-from broker.config import TOPIC_SETTINGS, ConfigError, NodeConfig, validate_topic_configs
+from broker.config import NodeConfig, parse_listener
+from broker.controller import Controller
 from broker.errors import RequestError
+from broker.messages import BrokerHeartbeatRequest, BrokerRegistrationRequest
+from broker.metadata import MetadataImage, PartitionInfo, TopicInfo
 from broker.partition import PartitionLog
+from broker.peer import Peers, PeerUnavailable
+from broker.protocol import REGISTRY, RequestContext
+from broker.raft import MetadataQuorum, NotLeader
+from broker.replication import Replication
 from broker.storage import Storage
 
 log = logging.getLogger(__name__)
 
-LEGAL_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
-MAX_TOPIC_NAME_LENGTH = 249
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 PRODUCER_ID_BLOCK = 1000
 # Producer state is rebuilt from this many of a partition's newest batches on restart.
 PRODUCER_BATCHES_SCANNED = 1000
-
-
-@dataclass
-class Topic:
-    name: str
-    topic_id: uuid.UUID
-    configs: dict[str, Any]  # only what was set explicitly; the rest comes from the node
-    partitions: list[PartitionLog]
-
-    @property
-    def internal(self) -> bool:
-        return self.name in INTERNAL_TOPICS
-
-
-def check_topic_name(name: str | None) -> None:
-    if not name:
-        raise RequestError(errors.InvalidTopicError, "topic name is empty")
-    if name in (".", ".."):
-        raise RequestError(errors.InvalidTopicError, f"topic name {name!r} is not allowed")
-    if len(name) > MAX_TOPIC_NAME_LENGTH:
-        raise RequestError(errors.InvalidTopicError,
-                           f"topic name is longer than {MAX_TOPIC_NAME_LENGTH} characters")
-    if not LEGAL_TOPIC_NAME.match(name):
-        raise RequestError(errors.InvalidTopicError,
-                           f"topic name {name!r} may contain only ASCII letters, digits, '.', '_' and '-'")
+CONTROLLER_TIMEOUT = 5.0
 
 
 class Node:
     def __init__(self, config: NodeConfig):
         self.config = config
         self.node_id = config.node_id
+        self.roles = set(config["process.roles"])
         self.cluster_id = ""
+        self.incarnation = uuid.uuid4().hex
         self.storage = Storage(config.data_dir / "kraftboard.db",
                                fsync_every_commit=config["log.flush.interval.messages"] == 1)
         self.storage.on_failure = self._forget_uncommitted
-        self.topics: dict[str, Topic] = {}
-        self.topics_by_id: dict[uuid.UUID, Topic] = {}
+        self.image = MetadataImage()
+        self.image.partition_listeners.append(self._partition_changed)
+        self.image.topic_removed_listeners.append(self._topic_removed)
+        self.peers = Peers(self.node_id, self.address_of)
+        self.quorum = MetadataQuorum(config, self.storage, self.peers)
+        self.quorum.subscribe(self.image.apply)
+        self.controller = Controller(config, self.image, self.quorum) if "controller" in self.roles else None
+        self.replication = Replication(self)
+        self.logs: dict[tuple[uuid.UUID, int], PartitionLog] = {}
+        self._stored: dict[tuple[bytes, int], Any] = {}
         self._next_partition_id = 0
         self._next_producer_id = 0
         self._producer_id_block_end = 0
@@ -79,153 +74,193 @@ class Node:
         self._producer_id_block_end = int(await self.storage.get_setting("producer.id.block.end") or 0)
         self._next_producer_id = self._producer_id_block_end
         self._next_partition_id = await self.storage.max_partition_id()
-        logs: dict[str, list[PartitionLog]] = {}
-        for stored in await self.storage.load_partitions():
-            partition = PartitionLog(self.storage, stored.id, stored.topic, stored.partition,
-                                     self.node_id, stored.log_start_offset, stored.end_offset,
-                                     stored.size)
-            partition.epoch_starts = await self.storage.epoch_starts(stored.id)
-            partition.become_leader(0, [self.node_id], [self.node_id])
-            partition.restore_producers(
-                await self.storage.recent_producer_batches(stored.id, PRODUCER_BATCHES_SCANNED))
-            logs.setdefault(stored.topic, []).append(partition)
-        for name, topic_id, configs in await self.storage.load_topics():
-            self._add_topic(Topic(name, uuid.UUID(bytes=topic_id), configs, logs.get(name, [])))
-        self._background.append(asyncio.create_task(self._retention_loop(), name="retention"))
-        log.info("node %d opened %s: %d topics", self.node_id, self.storage.path, len(self.topics))
+        self._stored = {(s.topic_id, s.partition): s for s in await self.storage.load_partitions()
+                        if s.topic_id is not None}
+        await self.quorum.start()  # replays the committed metadata log into the image
+        tasks = [self._retention_loop(), self.replication.manage_isr()]
+        if "broker" in self.roles:
+            tasks.append(self._broker_lifecycle())
+        if self.controller is not None:
+            tasks.append(self.controller.run())
+        self._background = [asyncio.create_task(t) for t in tasks]
+        log.info("node %d opened %s: %d topics", self.node_id, self.storage.path,
+                 len(self.image.topics))
 
     async def close(self) -> None:
         for task in self._background:
             task.cancel()
+        self.replication.stop()
+        await self.quorum.stop()
+        self.peers.close()
         await self.storage.close()
 
-    def _add_topic(self, topic: Topic) -> None:
-        self.topics[topic.name] = topic
-        self.topics_by_id[topic.topic_id] = topic
+    def address_of(self, node_id: int) -> tuple[str, int] | None:
+        broker = self.image.brokers.get(node_id)
+        if broker is not None:
+            return broker.host, broker.port
+        return self.quorum.voter_address(node_id)
 
     def _forget_uncommitted(self) -> None:
-        for topic in self.topics.values():
-            for partition in topic.partitions:
-                partition.rollback()
+        for partition in self.logs.values():
+            partition.rollback()
 
     async def _put_setting(self, key: str, value: str) -> None:
         await self.storage.write(
             "INSERT INTO settings (key, value) VALUES (?, ?)"
             " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
-    # -- topics -------------------------------------------------------------------------
+    # -- the controller, wherever it is -------------------------------------------------
 
-    def topic(self, name: str) -> Topic:
-        topic = self.topics.get(name)
+    @property
+    def controller_active(self) -> bool:
+        return self.controller is not None and self.controller.active
+
+    async def call_controller(self, request: ApiMessage) -> ApiMessage:
+        """Send an inter-node request to the active controller (this node, or a peer)."""
+        if self.controller_active:
+            api = REGISTRY[request.API_KEY]
+            return await api.handler(request, RequestContext(
+                self, request.API_VERSION, 0, self.peers.client_id, "local"))
+        leader = self.quorum.leader_id
+        if leader is None:
+            raise RequestError(errors.NotControllerError, "the metadata quorum has no leader")
+        return await self.peers.request(leader, request, CONTROLLER_TIMEOUT)
+
+    async def forward_to_controller(self, request: ApiMessage, ctx: RequestContext) -> ApiMessage | None:
+        """A client's admin request reached a node that is not the active controller: the
+        controller's own answer, or None when it must be answered here (this node is the
+        controller, or none can be reached — then the handler answers NOT_CONTROLLER)."""
+        if self.controller_active or self.quorum.leader_id in (None, self.node_id):
+            return None
+        try:
+            return await self.peers.request(self.quorum.leader_id, request, CONTROLLER_TIMEOUT)
+        except PeerUnavailable as exc:
+            log.info("cannot forward %s to the controller: %s", request.name, exc)
+            return None
+
+    async def _broker_lifecycle(self) -> None:
+        """Register with the active controller, then heartbeat; re-register when it
+        forgets us (a new controller replays our registration from the log anyway)."""
+        host, port = self.config.advertised_address
+        interval = self.config["broker.heartbeat.interval.ms"] / 1000
+        registered = False
+        while True:
+            try:
+                if not registered:
+                    await self.call_controller(BrokerRegistrationRequest(
+                        version=0, broker_id=self.node_id, cluster_id=self.cluster_id,
+                        incarnation_id=self.incarnation, host=host, port=port))
+                    registered = True
+                response = await self.call_controller(BrokerHeartbeatRequest(
+                    version=0, broker_id=self.node_id, incarnation_id=self.incarnation,
+                    current_metadata_offset=self.image.offset))
+                registered = response.error_code == 0
+            except (RequestError, PeerUnavailable, NotLeader) as exc:
+                log.debug("heartbeat to the controller failed: %s", exc)
+            await asyncio.sleep(interval)
+
+    # -- topics and partitions ----------------------------------------------------------
+
+    def topic(self, name: str) -> TopicInfo:
+        topic = self.image.topics.get(name)
         if topic is None:
             raise RequestError(errors.UnknownTopicOrPartitionError,
-                               f"this server does not host topic {name!r}")
+                               f"this cluster has no topic {name!r}")
         return topic
 
     def partition(self, topic: str, index: int) -> PartitionLog:
-        partitions = self.topic(topic).partitions
-        if not 0 <= index < len(partitions):
+        """This node's log of a partition it leads."""
+        info = self.topic(topic)
+        if not 0 <= index < len(info.partitions):
             raise RequestError(errors.UnknownTopicOrPartitionError,
                                f"topic {topic!r} has no partition {index}")
-        return partitions[index]
+        partition = self.logs.get((info.id, index))
+        if partition is None:
+            raise RequestError(errors.NotLeaderForPartitionError,
+                               f"node {self.node_id} holds no replica of {topic}-{index}")
+        partition.check_leader()
+        return partition
 
-    def topic_config(self, topic: Topic, key: str) -> Any:
+    def topic_config(self, topic: TopicInfo, key: str) -> Any:
         if key in topic.configs:
             return topic.configs[key]
         return self.config.topic_default(key)
 
-    def broker_count(self) -> int:
-        return 1
-
-    def check_new_topic(self, name: str, num_partitions: int, replication_factor: int,
-                        configs: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
-        """Validate a CreateTopics entry; returns the partitions, RF and configs to use."""
-        check_topic_name(name)
-        if name in self.topics:
-            raise RequestError(errors.TopicAlreadyExistsError, f"topic {name!r} already exists")
-        if num_partitions == -1:
-            num_partitions = self.config["num.partitions"]
-        if replication_factor == -1:
-            replication_factor = self.config["default.replication.factor"]
-        if num_partitions <= 0:
-            raise RequestError(errors.InvalidPartitionsError, "number of partitions must be at least 1")
-        if replication_factor <= 0:
-            raise RequestError(errors.InvalidReplicationFactorError,
-                               "replication factor must be at least 1")
-        if replication_factor > self.broker_count():
-            raise RequestError(errors.InvalidReplicationFactorError,
-                               f"replication factor {replication_factor} is larger than the "
-                               f"{self.broker_count()} available brokers")
-        try:
-            configs = validate_topic_configs(configs)
-        except ConfigError as exc:
-            raise RequestError(errors.InvalidConfigurationError, str(exc)) from None
-        return num_partitions, replication_factor, configs
-
-    async def create_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
-                           configs: dict[str, Any] | None = None) -> Topic:
-        num_partitions, _, configs = self.check_new_topic(
-            name, num_partitions, replication_factor, configs or {})
-        topic = Topic(name, uuid.uuid4(), configs, [])
-        self._add_topic(topic)
-        self.storage.write("INSERT INTO topics (name, topic_id, configs) VALUES (?, ?, ?)",
-                           (name, topic.topic_id.bytes, json.dumps(configs)))
-        await self._add_partition_logs(topic, num_partitions)
-        log.info("created topic %s with %d partitions", name, num_partitions)
-        return topic
-
-    async def _add_partition_logs(self, topic: Topic, count: int) -> None:
-        commit = None
-        for index in range(len(topic.partitions), count):
-            self._next_partition_id += 1
-            pid = self._next_partition_id
-            partition = PartitionLog(self.storage, pid, topic.name, index, self.node_id)
-            partition.become_leader(0, [self.node_id], [self.node_id])
-            topic.partitions.append(partition)
-            commit = self.storage.write(
-                "INSERT INTO partitions (id, topic, partition) VALUES (?, ?, ?)",
-                (pid, topic.name, index))
-        if commit is not None:
-            await commit
-
-    def check_partition_count(self, name: str, count: int) -> Topic:
-        topic = self.topic(name)
-        if count <= len(topic.partitions):
-            raise RequestError(errors.InvalidPartitionsError,
-                               f"topic {name!r} has {len(topic.partitions)} partitions; "
-                               f"the new count must be larger, not {count}")
-        return topic
-
-    async def create_partitions(self, name: str, count: int) -> None:
-        topic = self.check_partition_count(name, count)
-        await self._add_partition_logs(topic, count)
-
-    async def delete_topic(self, name: str) -> None:
-        topic = self.topic(name)
-        del self.topics[name]
-        del self.topics_by_id[topic.topic_id]
-        for partition in topic.partitions:
-            self.storage.write("DELETE FROM batches WHERE pid = ?", (partition.pid,))
-            partition.close()
-        self.storage.write("DELETE FROM partitions WHERE topic = ?", (name,))
-        await self.storage.write("DELETE FROM topics WHERE name = ?", (name,))
-        log.info("deleted topic %s", name)
-
-    async def set_topic_configs(self, topic: Topic, configs: dict[str, Any]) -> None:
-        """Replace the topic's explicit configs (already validated)."""
-        topic.configs = configs
-        await self.storage.write("UPDATE topics SET configs = ? WHERE name = ?",
-                                 (json.dumps(configs), topic.name))
-
     async def auto_create(self, names: Iterable[str]) -> None:
+        """Metadata for missing topics creates them when the node allows it."""
         if not self.config["auto.create.topics.enable"]:
             return
-        for name in names:
-            if name not in self.topics:
-                try:
-                    await self.create_topic(name)
-                except RequestError:
-                    pass  # the caller answers for the name as it stands
+        for name in [n for n in names if n not in self.image.topics]:
+            try:
+                if self.controller_active:
+                    await self.controller.create_topic(name)
+                else:
+                    await self._create_through_controller(name)
+            except (RequestError, PeerUnavailable):
+                pass  # the caller answers for the name as it stands
+
+    async def _create_through_controller(self, name: str) -> None:
+        from kafka.protocol.admin import CreateTopicsRequest
+
+        request = CreateTopicsRequest(version=5, timeout_ms=5000, validate_only=False, topics=[
+            CreateTopicsRequest.CreatableTopic(version=5, name=name, num_partitions=-1,
+                                               replication_factor=-1, assignments=[], configs=[])])
+        await self.call_controller(request)
+        await self.wait_for_topic(name, CONTROLLER_TIMEOUT)
+
+    async def wait_for_topic(self, name: str, timeout: float) -> None:
+        """Until this node's image has `name` (the controller committed it already)."""
+        deadline = time.monotonic() + timeout
+        while name not in self.image.topics and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+    def _partition_changed(self, info: PartitionInfo) -> None:
+        topic = self.image.topics[info.topic]
+        key = (topic.id, info.index)
+        partition = self.logs.get(key)
+        if self.node_id not in info.replicas:
+            if partition is not None:
+                self.replication.stop_following(partition)
+                partition.become_follower(info.leader, info.leader_epoch, info.replicas, info.isr)
+            return
+        if partition is None:
+            partition = self.logs[key] = self._open_log(topic, info.index)
+        if info.leader == self.node_id:
+            self.replication.stop_following(partition)
+            partition.become_leader(info.leader_epoch, info.replicas, info.isr)
+        else:
+            partition.become_follower(info.leader, info.leader_epoch, info.replicas, info.isr)
+            self.replication.become_follower(partition, info.leader)
+
+    def _open_log(self, topic: TopicInfo, index: int) -> PartitionLog:
+        stored = self._stored.pop((topic.id.bytes, index), None)
+        if stored is not None:
+            partition = PartitionLog(self.storage, stored.id, topic.name, index, self.node_id,
+                                     stored.log_start_offset, stored.end_offset, stored.size)
+            asyncio.create_task(self._restore(partition))
+            return partition
+        self._next_partition_id += 1
+        pid = self._next_partition_id
+        self.storage.write("INSERT INTO partitions (id, topic, topic_id, partition) VALUES (?, ?, ?, ?)",
+                           (pid, topic.name, topic.id.bytes, index))
+        return PartitionLog(self.storage, pid, topic.name, index, self.node_id)
+
+    async def _restore(self, partition: PartitionLog) -> None:
+        """Leader epochs and producer state of a log found on disk."""
+        partition.epoch_starts = await self.storage.epoch_starts(partition.pid) + [
+            e for e in partition.epoch_starts]
+        partition.restore_producers(
+            await self.storage.recent_producer_batches(partition.pid, PRODUCER_BATCHES_SCANNED))
+
+    def _topic_removed(self, topic: TopicInfo) -> None:
+        for index in range(len(topic.partitions)):
+            partition = self.logs.pop((topic.id, index), None)
+            if partition is not None:
+                self.replication.stop_following(partition)
+                self.storage.write("DELETE FROM batches WHERE pid = ?", (partition.pid,))
+                self.storage.write("DELETE FROM partitions WHERE id = ?", (partition.pid,))
+                partition.close()
+        log.info("deleted topic %s", topic.name)
 
     # -- records ------------------------------------------------------------------------
 
@@ -240,7 +275,13 @@ class Node:
             await self._move_log_start(partition, offset)
         return partition.log_start_offset
 
+    def schedule_log_start(self, partition: PartitionLog, offset: int) -> None:
+        """A follower learns the leader's log start moved (retention, DeleteRecords)."""
+        asyncio.create_task(self._move_log_start(partition, min(offset, partition.end_offset)))
+
     async def _move_log_start(self, partition: PartitionLog, offset: int) -> None:
+        if offset <= partition.log_start_offset:
+            return
         partition.log_start_offset = offset
         self.storage.write("DELETE FROM batches WHERE pid = ? AND last_offset < ?",
                            (partition.pid, offset))
@@ -250,23 +291,23 @@ class Node:
 
     async def enforce_retention(self) -> None:
         now_ms = int(time.time() * 1000)
-        for topic in list(self.topics.values()):
-            if "delete" not in self.topic_config(topic, "cleanup.policy"):
+        for (topic_id, _), partition in list(self.logs.items()):
+            topic = self.image.topics_by_id.get(topic_id)
+            if topic is None or "delete" not in self.topic_config(topic, "cleanup.policy"):
                 continue
             retention_ms = self.topic_config(topic, "retention.ms")
             retention_bytes = self.topic_config(topic, "retention.bytes")
-            for partition in topic.partitions:
-                start = partition.log_start_offset
-                if retention_ms >= 0:
-                    start = max(start, await self.storage.first_offset_newer_than(
-                        partition.pid, now_ms - retention_ms, partition.high_watermark))
-                if 0 <= retention_bytes < partition.size:
-                    start = max(start, await self.storage.first_offset_keeping(
-                        partition.pid, partition.size - retention_bytes, partition.high_watermark))
-                if start > partition.log_start_offset:
-                    log.info("retention: %s-%d log start %d -> %d", topic.name, partition.index,
-                             partition.log_start_offset, start)
-                    await self._move_log_start(partition, start)
+            start = partition.log_start_offset
+            if retention_ms >= 0:
+                start = max(start, await self.storage.first_offset_newer_than(
+                    partition.pid, now_ms - retention_ms, partition.high_watermark))
+            if 0 <= retention_bytes < partition.size:
+                start = max(start, await self.storage.first_offset_keeping(
+                    partition.pid, partition.size - retention_bytes, partition.high_watermark))
+            if start > partition.log_start_offset:
+                log.info("retention: %s-%d log start %d -> %d", topic.name, partition.index,
+                         partition.log_start_offset, start)
+                await self._move_log_start(partition, start)
 
     async def _retention_loop(self) -> None:
         interval = self.config["log.retention.check.interval.ms"] / 1000
@@ -291,17 +332,20 @@ async def serve_forever(config: NodeConfig) -> None:
     from broker.server import KafkaServer
 
     node = Node(config)
-    await node.open()
     server = KafkaServer(node)
+    await server.start()  # a busy port fails before anything is opened
     try:
-        await server.start()
-    except OSError:
-        await node.close()
+        await node.open()
+    except BaseException:
+        await server.stop()
         raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # The supervisor's isolate and heal drills: cut this node off from its peers.
+    loop.add_signal_handler(signal.SIGUSR1, node.peers.isolate, True)
+    loop.add_signal_handler(signal.SIGUSR2, node.peers.isolate, False)
     host, port = config.listen_address
     log.info("node %d serving Kafka on %s:%d (cluster %s)", node.node_id, host, port, node.cluster_id)
     await stop.wait()

@@ -36,6 +36,7 @@ class Api:
     min_version: int
     max_version: int
     handler: Handler
+    inter_node: bool  # spoken between nodes only: not advertised to clients
 
     @property
     def key(self) -> int:
@@ -48,11 +49,11 @@ class Api:
 REGISTRY: dict[int, Api] = {}
 
 
-def api(request: type[ApiMessage], min_version: int, max_version: int):
+def api(request: type[ApiMessage], min_version: int, max_version: int, inter_node: bool = False):
     """Register `handler` for `request`'s API key over [min_version, max_version]."""
     def register(handler: Handler) -> Handler:
         assert request.API_KEY not in REGISTRY, f"{request.name} registered twice"
-        REGISTRY[request.API_KEY] = Api(request, min_version, max_version, handler)
+        REGISTRY[request.API_KEY] = Api(request, min_version, max_version, handler, inter_node)
         return handler
     return register
 
@@ -60,4 +61,4 @@ def api(request: type[ApiMessage], min_version: int, max_version: int):
 def supported_versions() -> list[tuple[int, int, int]]:
     """(api key, min version, max version) of every registered API, for ApiVersions."""
     return [(a.key, a.min_version, a.max_version)
-            for a in sorted(REGISTRY.values(), key=lambda a: a.key)]
+            for a in sorted(REGISTRY.values(), key=lambda a: a.key) if not a.inter_node]

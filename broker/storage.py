@@ -8,7 +8,6 @@ commits each at once. Reads use their own connection and see committed data only
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +18,13 @@ import aiosqlite
 log = logging.getLogger(__name__)
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS topics (
-    name TEXT PRIMARY KEY,
-    topic_id BLOB NOT NULL,
-    configs TEXT NOT NULL
-);
+-- The partition logs this node holds. topic_id tells a re-created topic from the old one.
 CREATE TABLE IF NOT EXISTS partitions (
     id INTEGER PRIMARY KEY,
     topic TEXT NOT NULL,
+    topic_id BLOB,
     partition INTEGER NOT NULL,
-    log_start_offset INTEGER NOT NULL DEFAULT 0,
-    leader_epoch INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (topic, partition)
+    log_start_offset INTEGER NOT NULL DEFAULT 0
 );
 -- Columns before `data` are read without touching the blob's overflow pages.
 CREATE TABLE IF NOT EXISTS batches (
@@ -84,9 +78,9 @@ ORDER BY budgeted.base_offset
 class StoredPartition:
     id: int
     topic: str
+    topic_id: bytes | None
     partition: int
     log_start_offset: int
-    leader_epoch: int
     end_offset: int  # one past the last stored offset
     size: int
 
@@ -207,19 +201,15 @@ class Storage:
 
     async def load_partitions(self) -> list[StoredPartition]:
         rows = await self.query("""
-            SELECT p.id, p.topic, p.partition, p.log_start_offset, p.leader_epoch,
+            SELECT p.id, p.topic, p.topic_id, p.partition, p.log_start_offset,
                    (SELECT MAX(last_offset) FROM batches b WHERE b.pid = p.id),
                    (SELECT COALESCE(SUM(size), 0) FROM batches b WHERE b.pid = p.id)
             FROM partitions p ORDER BY p.topic, p.partition""")
         return [
-            StoredPartition(pid, topic, index, start, epoch,
+            StoredPartition(pid, topic, topic_id, index, start,
                             start if last is None else max(start, last + 1), size)
-            for pid, topic, index, start, epoch, last, size in rows
+            for pid, topic, topic_id, index, start, last, size in rows
         ]
-
-    async def load_topics(self) -> list[tuple[str, bytes, dict]]:
-        rows = await self.query("SELECT name, topic_id, configs FROM topics ORDER BY name")
-        return [(name, topic_id, json.loads(configs)) for name, topic_id, configs in rows]
 
     async def recent_producer_batches(self, pid: int, limit: int) -> list[tuple]:
         """(producer_id, epoch, base_sequence, base_offset, last_offset), oldest first."""

@@ -13,5 +13,7 @@ from broker.apis import (  # noqa: F401
     describe_configs,   # 32
     alter_configs,      # 33 and 44 (IncrementalAlterConfigs)
     create_partitions,  # 37
+    alter_partition,    # 56
     describe_cluster,   # 60
+    broker_lifecycle,   # 62 BrokerRegistration, 63 BrokerHeartbeat
 )

@@ -51,6 +51,8 @@ def apply_operations(current: dict, resource) -> dict:
 
 async def alter(request, ctx, response_class, merge: Callable[[dict, object], dict]):
     node = ctx.node
+    if (answer := await node.forward_to_controller(request, ctx)) is not None:
+        return answer
     results = []
     for resource in request.resources:
         result = response_class.AlterConfigsResourceResponse(
@@ -65,13 +67,15 @@ async def alter(request, ctx, response_class, merge: Callable[[dict, object], di
             if resource.resource_type != TOPIC:
                 raise RequestError(errors.InvalidRequestError,
                                    f"resource type {resource.resource_type} is not supported")
+            if not node.controller_active:
+                raise RequestError(errors.NotControllerError, "no active controller is reachable")
             topic = node.topic(resource.resource_name)
             try:
                 configs = validate_topic_configs(merge(topic.configs, resource))
             except ConfigError as exc:
                 raise RequestError(errors.InvalidConfigurationError, str(exc)) from None
             if not request.validate_only:
-                await node.set_topic_configs(topic, configs)
+                await node.controller.set_topic_configs(topic.name, configs)
         except RequestError as exc:
             result.error_code = exc.code
             result.error_message = exc.message

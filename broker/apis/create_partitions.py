@@ -1,4 +1,4 @@
-"""CreatePartitions (37): grow a topic's partition count."""
+"""CreatePartitions (37): grow a topic's partition count. Answered by the active controller."""
 from kafka import errors
 from kafka.protocol.admin import CreatePartitionsRequest, CreatePartitionsResponse
 
@@ -11,17 +11,21 @@ Result = CreatePartitionsResponse.CreatePartitionsTopicResult
 @api(CreatePartitionsRequest, 0, 3)
 async def create_partitions(request, ctx):
     node = ctx.node
+    if (answer := await node.forward_to_controller(request, ctx)) is not None:
+        return answer
     results = []
     for wanted in request.topics:
         result = Result(version=ctx.api_version, name=wanted.name, error_code=0, error_message=None)
         try:
+            if not node.controller_active:
+                raise RequestError(errors.NotControllerError, "no active controller is reachable")
             if wanted.assignments:
                 raise RequestError(errors.InvalidRequestError,
                                    "manual replica assignments are not supported")
             if request.validate_only:
-                node.check_partition_count(wanted.name, wanted.count)
+                node.controller.check_partition_count(wanted.name, wanted.count)
             else:
-                await node.create_partitions(wanted.name, wanted.count)
+                await node.controller.create_partitions(wanted.name, wanted.count)
         except RequestError as exc:
             result.error_code = exc.code
             result.error_message = exc.message

@@ -1,4 +1,7 @@
-"""CreateTopics (19): partitions, replication factor, configs, validate_only."""
+"""CreateTopics (19): partitions, replication factor, configs, validate_only.
+
+Answered by the active controller; any other node forwards the request to it.
+"""
 from kafka import errors
 from kafka.protocol.admin import CreateTopicsRequest, CreateTopicsResponse
 
@@ -13,6 +16,8 @@ ResultConfig = Result.CreatableTopicConfigs
 @api(CreateTopicsRequest, 2, 7)
 async def create_topics(request, ctx):
     node = ctx.node
+    if (answer := await node.forward_to_controller(request, ctx)) is not None:
+        return answer
     version = ctx.api_version
     names = [t.name for t in request.topics]
     results = []
@@ -20,6 +25,8 @@ async def create_topics(request, ctx):
         result = Result(version=version, name=wanted.name, error_code=0, error_message=None,
                         num_partitions=-1, replication_factor=-1, configs=None)
         try:
+            if not node.controller_active:
+                raise RequestError(errors.NotControllerError, "no active controller is reachable")
             if names.count(wanted.name) > 1:
                 raise RequestError(errors.InvalidRequestError,
                                    f"topic {wanted.name!r} appears more than once in the request")
@@ -28,13 +35,14 @@ async def create_topics(request, ctx):
                                    "manual replica assignments are not supported; "
                                    "give num_partitions and replication_factor")
             configs = {c.name: c.value for c in wanted.configs}
-            partitions, replication, configs = node.check_new_topic(
+            partitions, replication, configs = node.controller.check_new_topic(
                 wanted.name, wanted.num_partitions, wanted.replication_factor, configs)
             if request.validate_only:
                 result.num_partitions, result.replication_factor = partitions, replication
             else:
-                topic = await node.create_topic(wanted.name, partitions, replication, configs)
-                result.topic_id = topic.topic_id
+                topic = await node.controller.create_topic(wanted.name, partitions, replication,
+                                                           configs)
+                result.topic_id = topic.id
                 result.num_partitions = len(topic.partitions)
                 result.replication_factor = len(topic.partitions[0].replicas)
                 result.configs = [

@@ -1,6 +1,7 @@
 """DescribeCluster (60): cluster id, controller and brokers."""
 from kafka.protocol.admin import DescribeClusterRequest, DescribeClusterResponse
 
+from broker.apis.metadata import controller_id
 from broker.protocol import api
 
 Broker = DescribeClusterResponse.DescribeClusterBroker
@@ -9,9 +10,9 @@ Broker = DescribeClusterResponse.DescribeClusterBroker
 @api(DescribeClusterRequest, 0, 1)
 async def describe_cluster(request, ctx):
     node = ctx.node
-    host, port = node.config.advertised_address
     return DescribeClusterResponse(
         version=ctx.api_version, throttle_time_ms=0, error_code=0, error_message=None,
-        endpoint_type=1, cluster_id=node.cluster_id, controller_id=node.node_id,
-        brokers=[Broker(version=ctx.api_version, broker_id=node.node_id, host=host, port=port,
-                        rack=None)])
+        endpoint_type=1, cluster_id=node.cluster_id, controller_id=controller_id(node),
+        brokers=[Broker(version=ctx.api_version, broker_id=b.id, host=b.host, port=b.port,
+                        rack=None)
+                 for b in (node.image.brokers[i] for i in node.image.live_brokers())])

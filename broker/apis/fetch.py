@@ -3,6 +3,11 @@
 A fetch waits up to max_wait_ms for min_bytes to arrive, woken by commits on any of the
 partitions it asked for. The first batch is returned even when it is larger than the
 limits (KIP-74), so a consumer never stalls on a big batch.
+
+A fetch with `replica_id` set comes from a follower: it reads past the high watermark up to
+what the leader has on disk, its offset tells the leader how far the follower is, and a
+follower whose last epoch disagrees with the leader's history gets the point where the
+logs diverge instead of records (KIP-595's DivergingEpoch).
 """
 from __future__ import annotations
 
@@ -16,6 +21,17 @@ from broker.protocol import api
 
 TopicResponse = FetchResponse.FetchableTopicResponse
 PartitionData = TopicResponse.PartitionData
+EpochEndOffset = PartitionData.EpochEndOffset
+
+
+def divergence(partition, wanted) -> tuple[int, int] | None:
+    """(epoch, end offset) where a follower's log leaves the leader's, or None."""
+    if wanted.last_fetched_epoch < 0:
+        return None
+    epoch, end = partition.end_offset_for_epoch(wanted.last_fetched_epoch)
+    if epoch != wanted.last_fetched_epoch or wanted.fetch_offset > end:
+        return epoch, end
+    return None
 
 
 def check_leader_epoch(partition, requested: int) -> None:
@@ -35,6 +51,7 @@ async def read_partitions(node, request, version: int) -> tuple[list, int, list]
     seen) for every partition that could be read.
     """
     remaining = request.max_bytes
+    follower = request.replica_id if version <= 14 else request.replica_state.replica_id
     total = 0
     topics, partitions = [], []
     for topic in request.topics:
@@ -49,14 +66,25 @@ async def read_partitions(node, request, version: int) -> tuple[list, int, list]
                 hw = partition.high_watermark
                 data.high_watermark = data.last_stable_offset = hw
                 data.log_start_offset = partition.log_start_offset
+                diverged = divergence(partition, wanted) if follower >= 0 else None
+                if diverged is not None:
+                    data.diverging_epoch = EpochEndOffset(version=version, epoch=diverged[0],
+                                                          end_offset=diverged[1])
+                    parts.append(data)
+                    total += 1  # answer at once: the follower has work to do
+                    continue
                 if not partition.log_start_offset <= wanted.fetch_offset <= partition.end_offset:
                     raise RequestError(errors.OffsetOutOfRangeError,
                                        f"offset {wanted.fetch_offset} is outside "
                                        f"[{partition.log_start_offset}, {partition.end_offset}]")
+                end = None  # consumers read up to the high watermark
+                if follower >= 0:
+                    partition.follower_fetched(follower, wanted.fetch_offset)
+                    end = partition.local_end
                 partitions.append((partition, hw))
                 if remaining > 0:
                     records = await partition.read(
-                        wanted.fetch_offset, min(wanted.partition_max_bytes, remaining))
+                        wanted.fetch_offset, min(wanted.partition_max_bytes, remaining), end)
                     # Only the first data in the response may exceed the limits.
                     if records and (total == 0 or len(records) <= remaining):
                         data.records = records

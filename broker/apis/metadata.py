@@ -11,7 +11,7 @@ from kafka import errors
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
 from broker.errors import RequestError
-from broker.node import check_topic_name
+from broker.metadata import check_topic_name
 from broker.protocol import api
 
 Broker = MetadataResponse.MetadataResponseBroker
@@ -29,24 +29,27 @@ def topic_metadata(node, name: str | None, version: int) -> TopicMetadata:
     except RequestError as exc:
         result.error_code = exc.code
         return result
-    result.topic_id = topic.topic_id
+    live = set(node.image.live_brokers())
+    result.topic_id = topic.id
     result.is_internal = topic.internal
     result.partitions = [
-        PartitionMetadata(version=version, error_code=0, partition_index=p.index,
-                          leader_id=p.leader, leader_epoch=p.leader_epoch,
-                          replica_nodes=p.replicas, isr_nodes=p.isr, offline_replicas=[])
+        PartitionMetadata(version=version,
+                          error_code=0 if p.leader in live else errors.LeaderNotAvailableError.errno,
+                          partition_index=p.index, leader_id=p.leader, leader_epoch=p.leader_epoch,
+                          replica_nodes=p.replicas, isr_nodes=p.isr,
+                          offline_replicas=[r for r in p.replicas if r not in live])
         for p in topic.partitions]
     return result
 
 
 def requested_names(node, request, version: int) -> list[str | None]:
     if request.topics is None or (version == 0 and not request.topics):
-        return sorted(node.topics)
+        return sorted(node.image.topics)
     names = []
     for wanted in request.topics:
         name = wanted.name
         if name is None and version >= 10:  # asked by topic id
-            topic = node.topics_by_id.get(wanted.topic_id)
+            topic = node.image.topics_by_id.get(wanted.topic_id)
             name = topic.name if topic else None
         names.append(name)
     return names
@@ -64,8 +67,19 @@ async def metadata(request, ctx):
         if result.name is None and version >= 10:
             result.topic_id = wanted.topic_id
             result.error_code = errors.UnknownTopicIdError.errno
-    host, port = node.config.advertised_address
+    brokers = [node.image.brokers[b] for b in node.image.live_brokers()]
     return MetadataResponse(
         version=version, throttle_time_ms=0,
-        brokers=[Broker(version=version, node_id=node.node_id, host=host, port=port, rack=None)],
-        cluster_id=node.cluster_id, controller_id=node.node_id, topics=topics)
+        brokers=[Broker(version=version, node_id=b.id, host=b.host, port=b.port, rack=None)
+                 for b in brokers],
+        cluster_id=node.cluster_id, controller_id=controller_id(node), topics=topics)
+
+
+def controller_id(node) -> int:
+    """Clients send admin requests here: the active controller when it also serves as a
+    broker, else any broker (it forwards them)."""
+    live = node.image.live_brokers()
+    leader = node.quorum.leader_id
+    if leader in live or not live:
+        return leader if leader is not None else -1
+    return live[0]

@@ -27,6 +27,7 @@ class Outcome:
     index: int
     partition: PartitionLog | None = None
     base_offset: int = -1
+    end_offset: int = -1
     append_time_ms: int = -1
     commit: asyncio.Future | None = None
     error: RequestError | None = None
@@ -39,7 +40,7 @@ def append(node, request, topic_name: str, index: int, records: bytes | None) ->
             raise RequestError(errors.InvalidRequiredAcksError,
                                f"acks must be -1, 0 or 1, not {request.acks}")
         partition = node.partition(topic_name, index)
-        topic = node.topics[topic_name]
+        topic = node.image.topics[topic_name]
         batches = split_batches(records or b"", node.topic_config(topic, "max.message.bytes"))
         if request.transactional_id is not None or any(b.transactional for b in batches):
             raise RequestError(errors.InvalidTxnStateError,
@@ -52,12 +53,21 @@ def append(node, request, topic_name: str, index: int, records: bytes | None) ->
                                    f"min.insync.replicas={required}")
         log_append_time = node.topic_config(topic, "message.timestamp.type") == "LogAppendTime"
         outcome.partition = partition
-        outcome.base_offset, _, outcome.commit = partition.append(batches, log_append_time)
+        outcome.base_offset, outcome.end_offset, outcome.commit = partition.append(
+            batches, log_append_time)
         if log_append_time:
             outcome.append_time_ms = int(time.time() * 1000)
     except RequestError as exc:
         outcome.error = exc
     return outcome
+
+
+async def wait_replicated(outcome: Outcome, timeout: float) -> None:
+    """acks=all: answered once every in-sync replica has the batches."""
+    try:
+        await outcome.partition.wait_replicated(outcome.end_offset, timeout)
+    except RequestError as exc:
+        outcome.error = exc
 
 
 @api(ProduceRequest, 3, 11)
@@ -74,11 +84,15 @@ async def produce(request, ctx):
     commits = {id(o.commit): o.commit for o in outcomes if o.commit is not None}
     results = await asyncio.gather(*commits.values(), return_exceptions=True)
     failed_commits = {key for key, result in zip(commits, results) if isinstance(result, Exception)}
-
-    by_topic: dict[str, list] = {}
     for o in outcomes:
         if o.commit is not None and id(o.commit) in failed_commits:
             o.error = RequestError(errors.KafkaStorageError, "the node could not write to its disk")
+    if request.acks == -1:
+        await asyncio.gather(*(wait_replicated(o, request.timeout_ms / 1000) for o in outcomes
+                               if o.error is None and o.partition is not None))
+
+    by_topic: dict[str, list] = {}
+    for o in outcomes:
         by_topic.setdefault(o.topic, []).append(PartitionResponse(
             version=ctx.api_version,
             index=o.index,
