@@ -480,8 +480,9 @@ def test_null_client_id_is_accepted(node):
 
 
 def test_pipelined_requests_are_answered_in_order(node, topic):
-    """Many requests written at once: answers keep request order, appends keep it too."""
-    count = 40
+    """More requests written at once than the node reads ahead per connection: answers
+    keep request order, appends keep it too."""
+    count = 160
     with Raw(node) as raw:
         frames, ids = [], []
         for i in range(count):
@@ -502,6 +503,24 @@ def test_pipelined_requests_are_answered_in_order(node, topic):
         assert offsets == list(range(len(offsets)))
         values = [r.value for r in iter_records(raw.fetch(topic, 0).records)]
         assert values == [b"%d" % i for i in range(count) if i % 4]
+
+
+def test_stalled_partial_frame_does_not_block_others(node):
+    with Raw(node) as stalled, Raw(node) as other:
+        stalled.sock.sendall(struct.pack(">i", 1000) + b"\x00\x03")  # and never the rest
+        assert other.call(MetadataRequest(version=METADATA_V, topics=None), MetadataResponse).brokers
+
+
+def test_many_connections_at_once(node):
+    connections = [Raw(node) for _ in range(200)]
+    try:
+        for raw in connections:
+            raw.send(ApiVersionsRequest(version=1))
+        for raw in connections:
+            assert raw.receive(ApiVersionsResponse, 1).error_code == 0
+    finally:
+        for raw in connections:
+            raw.sock.close()
 
 
 # -- produce ---------------------------------------------------------------------------

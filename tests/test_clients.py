@@ -318,6 +318,19 @@ def test_kafka_python_admin_topic_lifecycle(node, admin):
     assert name not in admin.list_topics()
 
 
+@pytest.mark.xfail(strict=True, reason="APPEND starts from the topic's explicit configs only, "
+                                       "so the default 'delete' is lost")
+def test_incremental_append_starts_from_the_default(node, admin):
+    """Kafka appends to the current value, the default when the topic sets none."""
+    name = create_topic(admin, prefix="append")
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs={
+        "cleanup.policy": ("APPEND", "compact")})], incremental=True)
+    assert topic_configs(admin, name)["cleanup.policy"] == ("delete,compact", "DYNAMIC_TOPIC_CONFIG")
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, configs={
+        "cleanup.policy": ("SUBTRACT", "compact")})], incremental=True)
+    assert topic_configs(admin, name)["cleanup.policy"] == ("delete", "DYNAMIC_TOPIC_CONFIG")
+
+
 def test_kafka_python_create_topic_with_node_defaults(node, admin):
     name = unique("defaults")
     admin.create_topics([name])  # partitions and replication factor -1: the node's defaults
