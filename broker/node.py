@@ -16,6 +16,8 @@ from kafka import errors
 from broker.config import TOPIC_SETTINGS, ConfigError, NodeConfig, validate_topic_configs
 from broker.errors import RequestError
 from broker.partition import PartitionLog
+from broker.peer import Peers
+from broker.raft import MetadataQuorum
 from broker.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ class Node:
         self.storage = Storage(config.data_dir / "kraftboard.db",
                                fsync_every_commit=config["log.flush.interval.messages"] == 1)
         self.storage.on_failure = self._forget_uncommitted
+        self.peers = Peers(self.node_id, config.voters.get)
+        self.quorum = MetadataQuorum(config, self.storage, self.peers)
         self.topics: dict[str, Topic] = {}
         self.topics_by_id: dict[uuid.UUID, Topic] = {}
         self._next_partition_id = 0
@@ -92,11 +96,14 @@ class Node:
         for name, topic_id, configs in await self.storage.load_topics():
             self._add_topic(Topic(name, uuid.UUID(bytes=topic_id), configs, logs.get(name, [])))
         self._background.append(asyncio.create_task(self._retention_loop(), name="retention"))
+        await self.quorum.start()
         log.info("node %d opened %s: %d topics", self.node_id, self.storage.path, len(self.topics))
 
     async def close(self) -> None:
         for task in self._background:
             task.cancel()
+        await self.quorum.close()
+        self.peers.close()
         await self.storage.close()
 
     def _add_topic(self, topic: Topic) -> None:
@@ -302,6 +309,9 @@ async def serve_forever(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Drills: SIGUSR1 cuts the node off from its peers (clients are still served), SIGUSR2 heals.
+    loop.add_signal_handler(signal.SIGUSR1, node.peers.isolate, True)
+    loop.add_signal_handler(signal.SIGUSR2, node.peers.isolate, False)
     host, port = config.listen_address
     log.info("node %d serving Kafka on %s:%d (cluster %s)", node.node_id, host, port, node.cluster_id)
     await stop.wait()

@@ -60,7 +60,9 @@ def admin(node):
 
 @pytest.fixture(scope="module")
 def confluent_admin(node):
-    return AdminClient({"bootstrap.servers": node.bootstrap})
+    client = AdminClient({"bootstrap.servers": node.bootstrap})
+    yield client
+    del client  # librdkafka closes the handle with its last reference, before the node stops
 
 
 def unique(prefix: str) -> str:
