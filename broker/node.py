@@ -15,7 +15,7 @@ from kafka import errors
 
 from broker.config import TOPIC_SETTINGS, ConfigError, NodeConfig, validate_topic_configs
 from broker.errors import RequestError
-from broker.partition import PartitionLog
+from broker.partition import PRODUCER_BATCHES_KEPT, PartitionLog
 from broker.peer import Peers
 from broker.raft import MetadataQuorum
 from broker.storage import Storage
@@ -26,8 +26,6 @@ LEGAL_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_NAME_LENGTH = 249
 INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__transaction_state"})
 PRODUCER_ID_BLOCK = 1000
-# Producer state is rebuilt from this many of a partition's newest batches on restart.
-PRODUCER_BATCHES_SCANNED = 1000
 
 
 @dataclass
@@ -91,7 +89,7 @@ class Node:
             partition.epoch_starts = await self.storage.epoch_starts(stored.id)
             partition.become_leader(0, [self.node_id], [self.node_id])
             partition.restore_producers(
-                await self.storage.recent_producer_batches(stored.id, PRODUCER_BATCHES_SCANNED))
+                await self.storage.recent_producer_batches(stored.id, PRODUCER_BATCHES_KEPT))
             logs.setdefault(stored.topic, []).append(partition)
         for name, topic_id, configs in await self.storage.load_topics():
             self._add_topic(Topic(name, uuid.UUID(bytes=topic_id), configs, logs.get(name, [])))

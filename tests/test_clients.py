@@ -320,8 +320,6 @@ def test_kafka_python_admin_topic_lifecycle(node, admin):
     assert name not in admin.list_topics()
 
 
-@pytest.mark.xfail(strict=True, reason="APPEND starts from the topic's explicit configs only, "
-                                       "so the default 'delete' is lost")
 def test_incremental_append_starts_from_the_default(node, admin):
     """Kafka appends to the current value, the default when the topic sets none."""
     name = create_topic(admin, prefix="append")
@@ -468,8 +466,6 @@ def test_confluent_consumer_from_an_explicit_offset(node, admin):
     assert [(m.offset(), m.value()) for m in received] == [(i, b"v%d" % i) for i in range(6, 10)]
 
 
-@pytest.mark.xfail(strict=True, reason="CreateTopics v4 (librdkafka's version): the node "
-                   "builds v5-only result configs, fails and closes the connection")
 def test_confluent_admin_create_topics(node, confluent_admin):
     name = unique("confluent-create")
     futures = confluent_admin.create_topics([NewTopic(name, num_partitions=3, replication_factor=1,
@@ -548,8 +544,6 @@ def test_confluent_list_offsets(node, admin, confluent_admin):
     assert list_offset(confluent_admin, topic, OffsetSpec.earliest())[0] == 2
 
 
-@pytest.mark.xfail(strict=True, reason="ListOffsets by timestamp answers offsets below the log "
-                                       "start when DeleteRecords cut a batch")
 def test_list_offsets_by_timestamp_never_answers_below_the_log_start(node, admin, confluent_admin):
     topic = create_topic(admin, prefix="list-offsets-start")
     base = now_ms() - 60_000
