@@ -56,6 +56,31 @@ def _cleanup_policy(value: Any) -> str | None:
     return None
 
 
+def _voters(value: Any) -> str | None:
+    try:
+        parse_voters(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def parse_voters(entries: list[str]) -> dict[int, tuple[str, int]]:
+    """`controller.quorum.voters` entries `ID@HOST:PORT` -> {id: (host, port)}."""
+    voters: dict[int, tuple[str, int]] = {}
+    for entry in entries:
+        if not entry:
+            continue
+        node_id, at, address = str(entry).partition("@")
+        host, colon, port = address.rpartition(":")
+        if (not at or not colon or not host or not node_id.strip().isdigit()
+                or not port.isdigit() or not 0 < int(port) < 65536):
+            raise ValueError(f"entry {entry!r} must look like ID@HOST:PORT")
+        if int(node_id) in voters:
+            raise ValueError(f"node {int(node_id)} is listed twice")
+        voters[int(node_id)] = (host.strip(), int(port))
+    return voters
+
+
 def parse_listener(value: str) -> tuple[str, int]:
     """`PLAINTEXT://host:port` (or `host:port`) -> (host, port)."""
     text = str(value).split(",")[0].strip()
@@ -104,6 +129,17 @@ NODE_SETTINGS = {s.name: s for s in [
             "move leadership back to preferred replicas"),
     Setting("leader.imbalance.check.interval.seconds", int, 300,
             "how often leadership is rebalanced", at_least(1)),
+    Setting("controller.quorum.voters", list, [],
+            "the metadata quorum's voters, ID@HOST:PORT each (empty: this node alone)", _voters),
+    Setting("controller.quorum.election.timeout.ms", int, 1000,
+            "a voter that hears of no leader this long stands for election", at_least(1)),
+    Setting("controller.quorum.fetch.timeout.ms", int, 2000,
+            "a follower that cannot fetch from its leader this long stands for election",
+            at_least(1)),
+    Setting("controller.quorum.election.backoff.max.ms", int, 1000,
+            "the longest random wait before standing again after a lost election", at_least(0)),
+    Setting("controller.quorum.request.timeout.ms", int, 2000,
+            "how long a quorum request waits for its answer", at_least(1)),
     Setting("transactional.id.expiration.ms", int, 604800000, "producer id expiry", at_least(1)),
     Setting("group.initial.rebalance.delay.ms", int, 3000, "wait for more members", at_least(0)),
 ]}
@@ -201,6 +237,18 @@ class NodeConfig:
         return Path(self.values["log.dirs"])
 
     @property
+    def is_controller(self) -> bool:
+        return "controller" in self.values["process.roles"]
+
+    @property
+    def voters(self) -> dict[int, tuple[str, int]]:
+        """The quorum's voters; a controller with none configured is the quorum alone."""
+        voters = parse_voters(self.values["controller.quorum.voters"])
+        if not voters and self.is_controller:
+            return {self.node_id: self.advertised_address}
+        return voters
+
+    @property
     def listen_address(self) -> tuple[str, int]:
         return parse_listener(self.values["listeners"])
 
@@ -227,7 +275,21 @@ class NodeConfig:
         for required in ("node.id", "log.dirs"):
             if values[required] is None:
                 raise ConfigError(f"{source}: {required}: is required ({NODE_SETTINGS[required].doc})")
-        return cls(values, frozenset(raw))
+        config = cls(values, frozenset(raw))
+        config._check_quorum_role(source)
+        return config
+
+    def _check_quorum_role(self, source: str) -> None:
+        voters = parse_voters(self.values["controller.quorum.voters"])
+        if self.is_controller and voters and self.node_id not in voters:
+            raise ConfigError(f"{source}: controller.quorum.voters: node {self.node_id} has the "
+                              f"controller role but is not one of the voters {sorted(voters)}")
+        if not self.is_controller and not voters:
+            raise ConfigError(f"{source}: controller.quorum.voters: a broker-only node needs "
+                              "the controllers' addresses")
+        if not self.is_controller and self.node_id in voters:
+            raise ConfigError(f"{source}: controller.quorum.voters: node {self.node_id} is "
+                              "listed as a voter but process.roles lacks 'controller'")
 
     @classmethod
     def load(cls, path: str | Path) -> "NodeConfig":

@@ -23,7 +23,7 @@ from broker.controller import Controller
 from broker.errors import RequestError
 from broker.messages import BrokerHeartbeatRequest, BrokerRegistrationRequest
 from broker.metadata import MetadataImage, PartitionInfo, TopicInfo
-from broker.partition import PartitionLog
+from broker.partition import PRODUCER_BATCHES_KEPT, PartitionLog
 from broker.peer import Peers, PeerUnavailable
 from broker.protocol import REGISTRY, RequestContext
 from broker.raft import MetadataQuorum, NotLeader
@@ -33,8 +33,6 @@ from broker.storage import Storage
 log = logging.getLogger(__name__)
 
 PRODUCER_ID_BLOCK = 1000
-# Producer state is rebuilt from this many of a partition's newest batches on restart.
-PRODUCER_BATCHES_SCANNED = 1000
 CONTROLLER_TIMEOUT = 5.0
 
 
@@ -90,7 +88,7 @@ class Node:
         for task in self._background:
             task.cancel()
         self.replication.stop()
-        await self.quorum.stop()
+        await self.quorum.close()
         self.peers.close()
         await self.storage.close()
 
@@ -98,7 +96,7 @@ class Node:
         broker = self.image.brokers.get(node_id)
         if broker is not None:
             return broker.host, broker.port
-        return self.quorum.voter_address(node_id)
+        return self.config.voters.get(node_id)
 
     def _forget_uncommitted(self) -> None:
         for partition in self.logs.values():
@@ -250,7 +248,7 @@ class Node:
         partition.epoch_starts = await self.storage.epoch_starts(partition.pid) + [
             e for e in partition.epoch_starts]
         partition.restore_producers(
-            await self.storage.recent_producer_batches(partition.pid, PRODUCER_BATCHES_SCANNED))
+            await self.storage.recent_producer_batches(partition.pid, PRODUCER_BATCHES_KEPT))
 
     def _topic_removed(self, topic: TopicInfo) -> None:
         for index in range(len(topic.partitions)):

@@ -132,7 +132,10 @@ class PartitionLog:
         if state is not None and batch.producer_epoch < state.epoch:
             raise RequestError(errors.InvalidProducerEpochError,
                                f"producer epoch {batch.producer_epoch} is older than {state.epoch}")
-        if state is None or batch.producer_epoch > state.epoch:
+        if state is None:
+            # No state (new, or its batches are gone): any sequence starts it, as in Kafka.
+            return None
+        if batch.producer_epoch > state.epoch:
             if batch.base_sequence != 0:
                 raise RequestError(errors.OutOfOrderSequenceNumberError,
                                    f"a new producer epoch must start at sequence 0, "

@@ -41,6 +41,9 @@ CREATE TABLE IF NOT EXISTS batches (
 );
 -- Covering index: a fetch plans its byte budget from the index alone.
 CREATE INDEX IF NOT EXISTS batches_by_offset ON batches (pid, base_offset, size);
+-- Idempotent producers' newest batches, to rebuild their state on restart.
+CREATE INDEX IF NOT EXISTS batches_by_producer ON batches (pid, producer_id, base_offset)
+    WHERE producer_id >= 0;
 CREATE TABLE IF NOT EXISTS settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -211,13 +214,15 @@ class Storage:
             for pid, topic, topic_id, index, start, last, size in rows
         ]
 
-    async def recent_producer_batches(self, pid: int, limit: int) -> list[tuple]:
-        """(producer_id, epoch, base_sequence, base_offset, last_offset), oldest first."""
-        rows = await self.query(
-            "SELECT producer_id, producer_epoch, base_sequence, base_offset, last_offset"
-            " FROM batches WHERE pid = ? AND producer_id >= 0"
-            " ORDER BY base_offset DESC LIMIT ?", (pid, limit))
-        return rows[::-1]
+    async def recent_producer_batches(self, pid: int, per_producer: int) -> list[tuple]:
+        """Each producer's newest batches as (producer_id, epoch, base_sequence,
+        base_offset, last_offset), oldest first."""
+        return await self.query("""
+            SELECT producer_id, producer_epoch, base_sequence, base_offset, last_offset FROM (
+                SELECT producer_id, producer_epoch, base_sequence, base_offset, last_offset,
+                       ROW_NUMBER() OVER (PARTITION BY producer_id ORDER BY base_offset DESC) AS n
+                FROM batches WHERE pid = ? AND producer_id >= 0)
+            WHERE n <= ? ORDER BY base_offset""", (pid, per_producer))
 
     async def epoch_starts(self, pid: int) -> list[tuple[int, int]]:
         """(leader epoch, first offset written in it), in log order."""
@@ -250,11 +255,11 @@ class Storage:
             WHERE upto > ? ORDER BY base_offset LIMIT 1""", (pid, excess_bytes))
         return rows[0][0] if rows else end
 
-    async def first_batch_at(self, pid: int, timestamp_ms: int, end: int) -> bytes | None:
-        """The first batch holding a record at or after `timestamp_ms`, below `end`."""
+    async def first_batch_at(self, pid: int, timestamp_ms: int, start: int, end: int) -> bytes | None:
+        """The first batch holding a record at or after `timestamp_ms` in [start, end)."""
         rows = await self.query(
-            "SELECT data FROM batches WHERE pid = ? AND max_timestamp >= ? AND base_offset < ?"
-            " ORDER BY base_offset LIMIT 1", (pid, timestamp_ms, end))
+            "SELECT data FROM batches WHERE pid = ? AND max_timestamp >= ? AND last_offset >= ?"
+            " AND base_offset < ? ORDER BY base_offset LIMIT 1", (pid, timestamp_ms, start, end))
         return rows[0][0] if rows else None
 
     async def batch_with_max_timestamp(self, pid: int, end: int) -> bytes | None:

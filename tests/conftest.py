@@ -107,3 +107,66 @@ def shared_node(tmp_path_factory):
     node = NodeProcess(tmp_path_factory.mktemp("shared")).start()
     yield node
     node.stop()
+
+
+# Quorum timeouts for tests: fast failover, still well above a loaded machine's hiccups.
+FAST_QUORUM = {
+    "controller.quorum.election.timeout.ms": 300,
+    "controller.quorum.fetch.timeout.ms": 600,
+    "controller.quorum.election.backoff.max.ms": 300,
+    "controller.quorum.request.timeout.ms": 1000,
+}
+
+
+class QuorumCluster:
+    """Nodes 1..size as processes, every one a voter listed in every config."""
+
+    def __init__(self, directory: Path, size: int, **settings):
+        self.directory = directory
+        self.nodes = {i: NodeProcess(directory / f"node-{i}", **{"node.id": i, **FAST_QUORUM,
+                                                                   **settings})
+                      for i in range(1, size + 1)}
+        self.voters = ",".join(f"{i}@127.0.0.1:{n.port}" for i, n in self.nodes.items())
+        for node in self.nodes.values():
+            node.settings["controller.quorum.voters"] = self.voters
+
+    def start(self) -> "QuorumCluster":
+        for node in self.nodes.values():
+            node.start()
+        return self
+
+    def add_observer(self, node_id: int) -> NodeProcess:
+        """A broker-only node: it follows the metadata log without a vote."""
+        node = self.nodes[node_id] = NodeProcess(
+            self.directory / f"node-{node_id}", **{"node.id": node_id, **FAST_QUORUM,
+                                                   "process.roles": ["broker"],
+                                                   "controller.quorum.voters": self.voters})
+        return node.start()
+
+    def kill(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        node.kill()
+        node.log.close()
+
+    def restart(self, node_id: int) -> NodeProcess:
+        return self.nodes[node_id].start()
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            if node.alive():
+                node.stop()
+
+
+@pytest.fixture
+def quorum_cluster(tmp_path):
+    """Start a cluster of quorum voters: `quorum_cluster(3)`."""
+    clusters = []
+
+    def start(size: int = 3, **settings) -> QuorumCluster:
+        cluster = QuorumCluster(tmp_path / f"cluster-{len(clusters)}", size, **settings).start()
+        clusters.append(cluster)
+        return cluster
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()

@@ -320,8 +320,6 @@ def test_emptied_log_keeps_its_offsets_after_sigkill(node):
     assert [(r.offset, r.value) for r in read_all(node, topic, 1, 1)] == [(10, b"next")]
 
 
-@pytest.mark.xfail(strict=True, reason="producer state is rebuilt from the newest 1000 "
-                                       "idempotent batches only; older producers are forgotten")
 def test_retry_after_restart_is_a_duplicate_behind_many_newer_batches(node):
     """A producer's retry of a written batch is recognised after a restart, however many
     batches other producers wrote since (Kafka keeps producer state by producer id)."""
@@ -342,8 +340,6 @@ def test_retry_after_restart_is_a_duplicate_behind_many_newer_batches(node):
         assert raw.latest_offset(topic) == 1201
 
 
-@pytest.mark.xfail(strict=True, reason="a producer the node holds no state for must start at "
-                                       "sequence 0 here; Kafka accepts any sequence (KIP-360)")
 def test_idempotent_producer_continues_after_its_batches_were_deleted(node):
     """Kafka accepts the next sequence of a producer whose state went with its batches."""
     topic = unique("idempotent-deleted")

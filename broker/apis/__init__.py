@@ -13,6 +13,10 @@ from broker.apis import (  # noqa: F401
     describe_configs,   # 32
     alter_configs,      # 33 and 44 (IncrementalAlterConfigs)
     create_partitions,  # 37
+    vote,               # 52
+    begin_quorum_epoch, # 53
+    end_quorum_epoch,   # 54
+    describe_quorum,    # 55
     alter_partition,    # 56
     describe_cluster,   # 60
     broker_lifecycle,   # 62 BrokerRegistration, 63 BrokerHeartbeat

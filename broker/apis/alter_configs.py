@@ -4,7 +4,7 @@ Broker settings are static: they live in the node's YAML file.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from kafka import errors
 from kafka.protocol.admin import (
@@ -21,11 +21,13 @@ SET, DELETE, APPEND, SUBTRACT = 0, 1, 2, 3
 LIST_SETTINGS = {"cleanup.policy"}
 
 
-def replace_all(current: dict, resource) -> dict:
+def replace_all(current: dict, resource, effective: Callable[[str], Any]) -> dict:
     return {c.name: c.value for c in resource.configs}
 
 
-def apply_operations(current: dict, resource) -> dict:
+def apply_operations(current: dict, resource, effective: Callable[[str], Any]) -> dict:
+    """IncrementalAlterConfigs; APPEND and SUBTRACT start from the effective value (the
+    node's default when the topic sets none)."""
     configs = dict(current)
     for change in resource.configs:
         if change.config_operation == SET:
@@ -36,7 +38,8 @@ def apply_operations(current: dict, resource) -> dict:
             if change.name not in LIST_SETTINGS:
                 raise RequestError(errors.InvalidConfigurationError,
                                    f"{change.name}: APPEND and SUBTRACT apply to list settings only")
-            items = [v for v in str(configs.get(change.name, "")).split(",") if v]
+            current_value = configs.get(change.name, effective(change.name))
+            items = [v for v in str(current_value).split(",") if v]
             values = [v for v in (change.value or "").split(",") if v]
             if change.config_operation == APPEND:
                 items += [v for v in values if v not in items]
@@ -49,7 +52,7 @@ def apply_operations(current: dict, resource) -> dict:
     return configs
 
 
-async def alter(request, ctx, response_class, merge: Callable[[dict, object], dict]):
+async def alter(request, ctx, response_class, merge: Callable[[dict, object, Callable], dict]):
     node = ctx.node
     if (answer := await node.forward_to_controller(request, ctx)) is not None:
         return answer
@@ -71,7 +74,8 @@ async def alter(request, ctx, response_class, merge: Callable[[dict, object], di
                 raise RequestError(errors.NotControllerError, "no active controller is reachable")
             topic = node.topic(resource.resource_name)
             try:
-                configs = validate_topic_configs(merge(topic.configs, resource))
+                configs = validate_topic_configs(merge(
+                    topic.configs, resource, lambda key: node.topic_config(topic, key)))
             except ConfigError as exc:
                 raise RequestError(errors.InvalidConfigurationError, str(exc)) from None
             if not request.validate_only:

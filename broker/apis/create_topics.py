@@ -45,10 +45,12 @@ async def create_topics(request, ctx):
                 result.topic_id = topic.id
                 result.num_partitions = len(topic.partitions)
                 result.replication_factor = len(topic.partitions[0].replicas)
-                result.configs = [
-                    ResultConfig(version=version, name=c.name, value=c.value, read_only=c.read_only,
-                                 config_source=c.config_source, is_sensitive=False)
-                    for c in describe_topic_configs(node, topic, None, version)]
+                if version >= 5:  # the created topic's configs are in v5+ answers only
+                    result.configs = [
+                        ResultConfig(version=version, name=c.name, value=c.value,
+                                     read_only=c.read_only, config_source=c.config_source,
+                                     is_sensitive=False)
+                        for c in describe_topic_configs(node, topic, None, version)]
         except RequestError as exc:
             result.error_code = exc.code
             result.error_message = exc.message

@@ -18,6 +18,7 @@ from kafka.protocol.consumer import FetchRequest, FetchResponse
 
 from broker.errors import RequestError
 from broker.protocol import api
+from broker.raft import is_metadata_fetch
 
 TopicResponse = FetchResponse.FetchableTopicResponse
 PartitionData = TopicResponse.PartitionData
@@ -99,6 +100,8 @@ async def read_partitions(node, request, version: int) -> tuple[list, int, list]
 
 @api(FetchRequest, 4, 12)
 async def fetch(request, ctx):
+    if is_metadata_fetch(request):
+        return await ctx.node.quorum.fetch(request, ctx)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(0, request.max_wait_ms) / 1000
     while True:

@@ -14,12 +14,15 @@ PartitionResponse = TopicResponse.ListOffsetsPartitionResponse
 LATEST, EARLIEST, MAX_TIMESTAMP = -1, -2, -3
 
 
-def first_record_at(batch_bytes: bytes, timestamp: int | None) -> tuple[int, int]:
+def first_record_at(batch_bytes: bytes, timestamp: int | None, log_start: int) -> tuple[int, int]:
     """(offset, timestamp) of the batch's first record at or after `timestamp`, or of its
-    record with the largest timestamp when `timestamp` is None."""
+    record with the largest timestamp when `timestamp` is None; records before the log
+    start (a batch cut by DeleteRecords) do not count."""
     batch = DefaultRecordBatch(batch_bytes)
     best = (-1, -1)
     for record in batch:
+        if record.offset < log_start:
+            continue
         if timestamp is not None and record.timestamp >= timestamp:
             return record.offset, record.timestamp
         if timestamp is None and record.timestamp > best[1]:
@@ -35,9 +38,10 @@ async def lookup(partition, timestamp: int) -> tuple[int, int]:
         return partition.log_start_offset, -1
     if timestamp == MAX_TIMESTAMP:
         batch = await partition.storage.batch_with_max_timestamp(partition.pid, partition.high_watermark)
-        return first_record_at(batch, None) if batch else (-1, -1)
-    batch = await partition.storage.first_batch_at(partition.pid, timestamp, partition.high_watermark)
-    return first_record_at(batch, timestamp) if batch else (-1, -1)
+        return first_record_at(batch, None, partition.log_start_offset) if batch else (-1, -1)
+    batch = await partition.storage.first_batch_at(partition.pid, timestamp,
+                                                   partition.log_start_offset, partition.high_watermark)
+    return first_record_at(batch, timestamp, partition.log_start_offset) if batch else (-1, -1)
 
 
 @api(ListOffsetsRequest, 1, 7)

@@ -17,6 +17,12 @@ process.roles: [broker, controller]
 listeners: PLAINTEXT://127.0.0.1:{port}
 log.dirs: .            # relative to this file
 default.replication.factor: {replication}
+controller.quorum.voters: {voters}
+# Local profile: faster failover than Kafka's defaults (1000, 2000, 1000 and 2000 ms).
+controller.quorum.election.timeout.ms: 300
+controller.quorum.fetch.timeout.ms: 600
+controller.quorum.election.backoff.max.ms: 300
+controller.quorum.request.timeout.ms: 1000
 """
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -60,13 +66,14 @@ def prepare_nodes(layout: Layout, brokers: int, base_port: int) -> list[NodeConf
                            "choose a shorter --data-dir")
     layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     written = []
+    voters = ",".join(f"{i}@127.0.0.1:{base_port + i - 1}" for i in range(1, brokers + 1))
     try:
         for index in range(1, brokers + 1):
             path = layout.node_config(index)
             if not path.exists():
                 path.parent.mkdir(exist_ok=True)
                 path.write_text(NODE_YAML.format(id=index, port=base_port + index - 1,
-                                                 replication=min(brokers, 3)))
+                                                 replication=min(brokers, 3), voters=voters))
                 written.append(path)
         configs = [NodeConfig.load(layout.node_config(i)) for i in range(1, brokers + 1)]
         _check_unique(configs)
