@@ -21,9 +21,10 @@ from kafka import errors
 
 from broker.config import ConfigError, NodeConfig, validate_topic_configs
 from broker.errors import RequestError
+from broker.raft import NotLeader
 from broker.metadata import (
     NO_LEADER, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, check_topic_name,
-    encode_record, fence_record, register_broker_record, remove_topic_record,
+    cluster_record, encode_record, fence_record, register_broker_record, remove_topic_record,
     topic_configs_record, topic_record,
 )
 
@@ -54,7 +55,16 @@ class Controller:
         if not self.active:
             raise RequestError(errors.NotControllerError,
                                f"node {self.config.node_id} is not the active controller")
-        await self.quorum.append([encode_record(r) for r in records])
+        try:
+            await self.quorum.append([encode_record(r) for r in records])
+        except NotLeader as exc:
+            raise RequestError(errors.NotControllerError, str(exc)) from None
+
+    async def activate(self) -> None:
+        """This node now leads the quorum: name the cluster if no leader has yet."""
+        if self.image.cluster_id is None:
+            async with self._lock:
+                await self._commit([cluster_record(uuid.uuid4().hex[:22])])
 
     # -- topics -------------------------------------------------------------------------
 
@@ -182,6 +192,7 @@ class Controller:
             await asyncio.sleep(interval / 2)
             if self.active:
                 try:
+                    await self.activate()
                     await self.fence_expired_brokers()
                 except RequestError as exc:  # lost leadership half-way
                     log.info("fencing check stopped: %s", exc.message)

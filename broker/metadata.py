@@ -78,6 +78,10 @@ def encode_record(record: dict[str, Any]) -> bytes:
     return json.dumps(record, separators=(",", ":")).encode()
 
 
+def cluster_record(cluster_id: str) -> dict[str, Any]:
+    return {"type": "cluster", "id": cluster_id}
+
+
 def register_broker_record(broker: BrokerInfo) -> dict[str, Any]:
     return {"type": "register_broker", "id": broker.id, "host": broker.host,
             "port": broker.port, "incarnation": broker.incarnation}
@@ -101,6 +105,7 @@ def fence_record(broker_id: int, fenced: bool) -> dict[str, Any]:
 
 class MetadataImage:
     def __init__(self) -> None:
+        self.cluster_id: str | None = None
         self.brokers: dict[int, BrokerInfo] = {}
         self.topics: dict[str, TopicInfo] = {}
         self.topics_by_id: dict[uuid.UUID, TopicInfo] = {}
@@ -116,6 +121,9 @@ class MetadataImage:
         record = json.loads(value)
         getattr(self, "_apply_" + record.pop("type"))(**record)
         self.offset = offset
+
+    def _apply_cluster(self, id: str) -> None:
+        self.cluster_id = id
 
     def _apply_register_broker(self, id: int, host: str, port: int, incarnation: str) -> None:
         self.brokers[id] = BrokerInfo(id, host, port, incarnation, fenced=True)

@@ -41,7 +41,6 @@ class Node:
         self.config = config
         self.node_id = config.node_id
         self.roles = set(config["process.roles"])
-        self.cluster_id = ""
         self.incarnation = uuid.uuid4().hex
         self.storage = Storage(config.data_dir / "kraftboard.db",
                                fsync_every_commit=config["log.flush.interval.messages"] == 1)
@@ -65,10 +64,6 @@ class Node:
 
     async def open(self) -> None:
         await self.storage.open()
-        self.cluster_id = await self.storage.get_setting("cluster.id") or ""
-        if not self.cluster_id:
-            self.cluster_id = uuid.uuid4().hex[:22]
-            await self._put_setting("cluster.id", self.cluster_id)
         self._producer_id_block_end = int(await self.storage.get_setting("producer.id.block.end") or 0)
         self._next_producer_id = self._producer_id_block_end
         self._next_partition_id = await self.storage.max_partition_id()
@@ -91,6 +86,11 @@ class Node:
         await self.quorum.close()
         self.peers.close()
         await self.storage.close()
+
+    @property
+    def cluster_id(self) -> str:
+        """Named by the first active controller, in the metadata log."""
+        return self.image.cluster_id or ""
 
     def address_of(self, node_id: int) -> tuple[str, int] | None:
         broker = self.image.brokers.get(node_id)
