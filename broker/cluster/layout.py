@@ -18,11 +18,15 @@ listeners: PLAINTEXT://127.0.0.1:{port}
 log.dirs: .            # relative to this file
 default.replication.factor: {replication}
 controller.quorum.voters: {voters}
-# Local profile: faster failover than Kafka's defaults (1000, 2000, 1000 and 2000 ms).
+# Local profile: faster failover than Kafka's defaults (1000, 2000, 1000 and 2000 ms)...
 controller.quorum.election.timeout.ms: 300
 controller.quorum.fetch.timeout.ms: 600
 controller.quorum.election.backoff.max.ms: 300
 controller.quorum.request.timeout.ms: 1000
+# ... and for brokers (Kafka: heartbeat 2000, session 9000, replica lag 30000 ms).
+broker.heartbeat.interval.ms: 200
+broker.session.timeout.ms: 1000
+replica.lag.time.max.ms: 2000
 """
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
