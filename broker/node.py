@@ -59,6 +59,10 @@ class Node:
         self._next_producer_id = 0
         self._producer_id_block_end = 0
         self._background: list[asyncio.Task] = []
+        # Set once this broker is registered and unfenced: client requests wait for it.
+        self.ready = asyncio.Event()
+        if "broker" not in self.roles:
+            self.ready.set()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -153,6 +157,9 @@ class Node:
                     version=0, broker_id=self.node_id, incarnation_id=self.incarnation,
                     current_metadata_offset=self.image.offset))
                 registered = response.error_code == 0
+                if registered and not response.is_fenced and not self.ready.is_set():
+                    log.info("broker %d is registered and unfenced: serving clients", self.node_id)
+                    self.ready.set()
             except (RequestError, PeerUnavailable, NotLeader) as exc:
                 log.debug("heartbeat to the controller failed: %s", exc)
             await asyncio.sleep(interval)

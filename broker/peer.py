@@ -15,7 +15,6 @@ from typing import Callable
 
 from kafka.protocol.api_message import ApiMessage
 
-from broker.protocol import CloseConnection
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +125,6 @@ class Peers:
         log.warning("node %d %s", self.node_id,
                     "isolated from its peers" if isolated else "reconnected to its peers")
 
-    def refuse_if_isolated(self, client_id: str | None) -> None:
-        """Inter-node API handlers call this: while isolated, a peer's connection is closed."""
-        if self.isolated and is_peer_client(client_id):
-            raise CloseConnection(f"node {self.node_id} is isolated from its peers")
 
     def close(self) -> None:
         for connection in self._connections.values():

@@ -16,6 +16,7 @@ from kafka.protocol.metadata import ApiVersionsResponse
 
 import broker.apis  # noqa: F401  (registers every API module)
 from broker.node import Node
+from broker.peer import is_peer_client
 from broker.protocol import REGISTRY, CloseConnection, RequestContext, supported_versions
 
 log = logging.getLogger(__name__)
@@ -24,6 +25,8 @@ REQUEST_PREFIX = struct.Struct(">hhi")  # api key, api version, correlation id
 API_VERSIONS_KEY = 18
 UNSUPPORTED_VERSION = 35
 MAX_IN_FLIGHT = 64  # requests read ahead per connection before reading pauses
+# What a node answers before its broker side is ready: version negotiation and the quorum.
+ANSWERED_BEFORE_READY = frozenset({API_VERSIONS_KEY, 55})
 
 
 class KafkaServer:
@@ -66,6 +69,7 @@ class Connection:
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.max_frame = node.config["socket.request.max.bytes"]
         self.responses: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
+        self.from_peer = False  # another node's connection, cut by the isolate drill
 
     async def serve(self) -> None:
         reading = asyncio.create_task(self._read_requests())
@@ -112,8 +116,15 @@ class Connection:
                 request = api.request.decode(frame, version=version, header=True)
             except Exception as exc:
                 raise CloseConnection(f"cannot decode {api.request.name} v{version}: {exc!r}")
-            context = RequestContext(self.node, version, correlation_id,
-                                     request.header.client_id, self.peer)
+            client_id = request.header.client_id
+            if is_peer_client(client_id):
+                self.from_peer = True
+                if self.node.peers.isolated:  # the isolate drill: peers cannot reach us
+                    raise CloseConnection(f"node {self.node.node_id} is isolated from its peers")
+            elif not self.node.ready.is_set() and api_key not in ANSWERED_BEFORE_READY:
+                # Clients wait until this broker has registered and caught up, as in Kafka.
+                await self.node.ready.wait()
+            context = RequestContext(self.node, version, correlation_id, client_id, self.peer)
             # The task starts before the next request is read, so appends keep their order.
             await self.responses.put(asyncio.create_task(self._handle(api, request, context)))
 
@@ -143,6 +154,8 @@ class Connection:
             except Exception:
                 log.exception("request from %s failed; closing its connection", self.peer)
                 return
+            if self.from_peer and self.node.peers.isolated:
+                return  # isolated while the request waited (a long-polling fetch)
             if data is not None:
                 self.writer.write(data)
                 await self.writer.drain()

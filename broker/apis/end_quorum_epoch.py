@@ -11,7 +11,6 @@ Topic = EndQuorumEpochResponse.TopicData
 @api(EndQuorumEpochRequest, 0, 0)
 async def end_quorum_epoch(request, ctx):
     quorum = ctx.node.quorum
-    ctx.node.peers.refuse_if_isolated(ctx.client_id)
     topics = []
     for topic in request.topics:
         partitions = []

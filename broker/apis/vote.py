@@ -11,7 +11,6 @@ Topic = VoteResponse.TopicData
 @api(VoteRequest, 0, 2)
 async def vote(request, ctx):
     quorum = ctx.node.quorum
-    ctx.node.peers.refuse_if_isolated(ctx.client_id)
     topics = []
     for topic in request.topics:
         partitions = []

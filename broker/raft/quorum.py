@@ -525,7 +525,6 @@ class MetadataQuorum:
 
     async def fetch(self, request, ctx: RequestContext) -> FetchResponse:
         """A follower's or observer's Fetch of the metadata log."""
-        self.peers.refuse_if_isolated(ctx.client_id)
         version = ctx.api_version
         wanted = request.topics[0].partitions[0]
         loop = asyncio.get_running_loop()
@@ -547,7 +546,6 @@ class MetadataQuorum:
                 except TimeoutError:
                     pass
             waiter.cancel()
-        self.peers.refuse_if_isolated(ctx.client_id)  # isolated while the fetch waited
         return FetchResponse(version=version, throttle_time_ms=0, error_code=0, session_id=0,
                              responses=[TopicResponse(version=version, topic=METADATA_TOPIC,
                                                       partitions=[result])])
