@@ -323,10 +323,7 @@ def advertised(node) -> list[tuple[int, int]]:
     return [(k.api_key, v) for k in ranges for v in range(k.min_version, k.max_version + 1)]
 
 
-@pytest.mark.parametrize("api_key", [
-    pytest.param(key, marks=diverges("CreateTopics v2-v4: the node fills in result configs, a "
-                                     "v5+ field, fails and closes the connection"))
-    if key == 19 else key for key in sorted(RESPONSES)])
+@pytest.mark.parametrize("api_key", sorted(RESPONSES))
 def test_every_advertised_version_answers(node, api_key):
     """Each version the node advertises decodes and answers without error."""
     versions = [v for key, v in advertised(node) if key == api_key]
@@ -725,7 +722,6 @@ def test_new_producer_epoch_must_start_at_sequence_zero(node, topic):
         assert raw.produce(topic, batch([b"b"], bumped, base_sequence=0)) == (0, 1)
 
 
-@diverges("broker answers OUT_OF_ORDER_SEQUENCE_NUMBER (45)")
 def test_unknown_producer_may_start_at_any_sequence(node, topic):
     """Kafka accepts any first sequence from a producer it holds no state for (KIP-360):
     its state may be gone with the batches retention or DeleteRecords removed."""
