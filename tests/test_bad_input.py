@@ -722,7 +722,6 @@ def test_new_producer_epoch_must_start_at_sequence_zero(node, topic):
         assert raw.produce(topic, batch([b"b"], bumped, base_sequence=0)) == (0, 1)
 
 
-@diverges("broker answers OUT_OF_ORDER_SEQUENCE_NUMBER (45)")
 def test_unknown_producer_may_start_at_any_sequence(node, topic):
     """Kafka accepts any first sequence from a producer it holds no state for (KIP-360):
     its state may be gone with the batches retention or DeleteRecords removed."""
