@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 PRODUCER_ID_BLOCK = 1000
 CONTROLLER_TIMEOUT = 5.0
+REGISTER_RETRY = 0.1
 
 
 class Node:
@@ -162,7 +163,8 @@ class Node:
                     self.ready.set()
             except (RequestError, PeerUnavailable, NotLeader) as exc:
                 log.debug("heartbeat to the controller failed: %s", exc)
-            await asyncio.sleep(interval)
+            # Until it is registered and serving, a broker asks again soon.
+            await asyncio.sleep(interval if self.ready.is_set() else min(interval, REGISTER_RETRY))
 
     # -- topics and partitions ----------------------------------------------------------
 
@@ -338,12 +340,13 @@ async def serve_forever(config: NodeConfig) -> None:
 
     node = Node(config)
     server = KafkaServer(node)
-    await server.start()  # a busy port fails before anything is opened
+    await server.bind()
     try:
         await node.open()
     except BaseException:
         await server.stop()
         raise
+    await server.serve()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

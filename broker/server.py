@@ -35,14 +35,20 @@ class KafkaServer:
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task] = set()
 
-    async def start(self) -> None:
+    async def bind(self) -> None:
+        """Take the port (a busy one fails here, before the node opens anything); connections
+        are accepted once `serve` is called."""
         host, port = self.node.config.listen_address
         try:
-            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True)
+            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True,
+                                                      start_serving=False)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot listen on {host}:{port} ({exc.strerror}); "
                                      f"is another broker using it? Change `listeners` in "
                                      f"{self.node.config.path or 'the config'}") from None
+
+    async def serve(self) -> None:
+        await self._server.start_serving()
 
     async def stop(self) -> None:
         if self._server is not None:

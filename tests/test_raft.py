@@ -148,6 +148,13 @@ def test_no_leader_without_a_majority_and_healing_after(quorum_cluster):
     cluster = quorum_cluster(3)
     leader, epoch = wait_for(lambda: agreed_leader(cluster), "a leader")
     survivor = leader % 3 + 1
+
+    def brokers_seen_by_survivor() -> list[int]:
+        metadata = call(cluster.nodes[survivor], MetadataRequest(version=1, topics=None),
+                        MetadataResponse)
+        return [b.node_id for b in metadata.brokers]
+
+    wait_for(lambda: survivor in brokers_seen_by_survivor(), "the survivor to serve as a broker")
     for node_id in cluster.nodes:
         if node_id != survivor:
             cluster.kill(node_id)
@@ -158,9 +165,7 @@ def test_no_leader_without_a_majority_and_healing_after(quorum_cluster):
 
     wait_for(leaderless, "the survivor to give up on a leader")
     # Clients are still served.
-    metadata = call(cluster.nodes[survivor], MetadataRequest(version=1, topics=None),
-                    MetadataResponse)
-    assert [b.node_id for b in metadata.brokers] == [survivor]
+    assert survivor in brokers_seen_by_survivor()
     returning = survivor % 3 + 1
     cluster.restart(returning)
     healed = wait_for(lambda: agreed_leader(cluster, [survivor, returning], epoch),
@@ -193,7 +198,7 @@ def test_isolated_leader_is_replaced_and_rejoins_when_healed(quorum_cluster):
     versions = call(isolated, ApiVersionsRequest(version=0), ApiVersionsResponse)
     assert versions.error_code == 0 and {k.api_key for k in versions.api_keys} >= {52, 53, 54, 55}
     metadata = call(isolated, MetadataRequest(version=1, topics=None), MetadataResponse)
-    assert [b.node_id for b in metadata.brokers] == [leader]
+    assert leader in [b.node_id for b in metadata.brokers]
     # Peers' connections are refused, and it resigns: it hears from no majority. (A
     # client's DescribeQuorum is answered from its own view: it cannot forward.)
     assert describe(isolated, OWN_VIEW) is None
@@ -217,10 +222,11 @@ def test_committed_log_is_the_same_on_every_voter(quorum_cluster):
         cluster.restart(leader_before)
         wait_for(lambda: caught_up(cluster, leader, [1, 2, 3]), "everyone caught up")
     hw = describe(cluster.nodes[leader]).high_watermark
-    logs = {i: stored_log(node) for i, node in cluster.nodes.items()}
+    # Brokers keep registering and heartbeating: compare what was committed at `hw`.
+    logs = {i: [b for b in stored_log(node) if b[1] < hw] for i, node in cluster.nodes.items()}
     assert logs[1] == logs[2] == logs[3]
     batches = logs[leader]
-    assert [b[0] for b in batches] == list(range(len(batches)))  # one record per election
+    assert [b[0] for b in batches] == [0] + [b[1] + 1 for b in batches[:-1]]  # no gaps
     assert batches[-1][1] + 1 == hw
     epochs = [struct.unpack_from(">i", b[2], 12)[0] for b in batches]
     assert epochs == sorted(epochs) and epochs[-1] == epoch
