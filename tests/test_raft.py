@@ -7,6 +7,7 @@ node what it believes.
 """
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import sqlite3
@@ -18,6 +19,10 @@ from kafka.protocol.admin import DescribeQuorumRequest, DescribeQuorumResponse
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse
 
 from broker.config import ConfigError, NodeConfig
+from broker.peer import Peers
+from broker.raft import MetadataQuorum, NoQuorum
+from broker.storage import Storage
+from conftest import FAST_QUORUM
 
 METADATA_TOPIC = "__cluster_metadata"
 NOT_LEADER = 6
@@ -230,6 +235,50 @@ def test_committed_log_is_the_same_on_every_voter(quorum_cluster):
     assert batches[-1][1] + 1 == hw
     epochs = [struct.unpack_from(">i", b[2], 12)[0] for b in batches]
     assert epochs == sorted(epochs) and epochs[-1] == epoch
+
+
+async def test_append_is_applied_in_order_once_committed_and_replayed(tmp_path):
+    """The interface the controller uses, on a quorum of one inside this process."""
+    config = NodeConfig.from_dict({"node.id": 1, "log.dirs": str(tmp_path), **FAST_QUORUM})
+
+    async def open_quorum(applied: list, leaders: list):
+        storage = Storage(tmp_path / "kraftboard.db")
+        await storage.open()
+        quorum = MetadataQuorum(config, storage, Peers(1, config.voters.get))
+        quorum.subscribe(lambda offset, value: applied.append((offset, value)))
+        quorum.on_leader_change(lambda leader, epoch: leaders.append((leader, epoch)))
+        with pytest.raises(NoQuorum):
+            await quorum.append([b"too early"])
+        await quorum.start()
+        return storage, quorum
+
+    async def until(condition):
+        for _ in range(200):
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("timed out")
+
+    applied, leaders = [], []
+    storage, quorum = await open_quorum(applied, leaders)
+    await until(lambda: quorum.is_leader)
+    assert leaders[-1] == (1, 1) and quorum.leader_id == 1
+    assert await quorum.append([b"a", b"b"]) == 2  # offset 0 is the epoch's LeaderChange
+    assert applied == [(1, b"a"), (2, b"b")] and quorum.high_watermark == 3
+    assert await quorum.append([b"c"]) == 3
+    await quorum.close()
+    await storage.close()
+
+    replayed, leaders = [], []
+    storage, quorum = await open_quorum(replayed, leaders)
+    await until(lambda: len(replayed) == 3)
+    assert replayed == applied
+    await until(lambda: quorum.is_leader)
+    assert leaders[-1] == (1, 2)
+    assert await quorum.append([b"d"]) == 5
+    assert replayed[-1] == (5, b"d")
+    await quorum.close()
+    await storage.close()
 
 
 @pytest.mark.parametrize("voters, reason", [

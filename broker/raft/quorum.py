@@ -35,7 +35,9 @@ from kafka.protocol.consumer import FetchRequest, FetchResponse
 from broker.peer import PeerUnavailable, Peers
 from broker.protocol import RequestContext
 from broker.raft.log import LEADER_CHANGE_KEY, METADATA_TOPIC, MetadataLog
-from broker.raft.messages import BeginQuorumEpochRequest, EndQuorumEpochRequest, VoteRequest
+from broker.raft.messages import (
+    BeginQuorumEpochRequest, EndQuorumEpochRequest, VoteRequest, VoteResponse,
+)
 from broker.records import replicated_batches
 from broker.storage import Storage
 
@@ -208,6 +210,7 @@ class MetadataQuorum:
             await self._put_setting(STATE_KEY, json.dumps(
                 {"epoch": epoch, "leader": leader, "voted_for": voted_for}))
         changed = (leader, epoch) != (self.leader_id, self.epoch)
+        quiet = not changed and role is self.role  # a retry, not news
         was_leader = self.role is Role.LEADER
         self.role, self.epoch, self.leader_id, self.voted_for = role, epoch, leader, voted_for
         self._role_since = time.monotonic()
@@ -224,8 +227,9 @@ class MetadataQuorum:
         if self._role_task is not None:
             self._role_task.cancel()  # possibly the running task: it ends at its next await
         self._role_task = asyncio.create_task(self._run_role(wait), name=f"quorum-{role.value}")
-        log.info("metadata quorum: node %d is %s in epoch %d (leader %s)",
-                 self.node_id, role.value, epoch, leader)
+        if not quiet:
+            log.info("metadata quorum: node %d is %s in epoch %d (leader %s)",
+                     self.node_id, role.value, epoch, leader)
         if changed and role is not Role.LEADER:
             self._notify_leader_change()
 
@@ -319,7 +323,7 @@ class MetadataQuorum:
                 await self._become(Role.LEADER, epoch, self.node_id, self.node_id)
             else:
                 await self._become(Role.PROSPECTIVE, self.epoch, None, self.voted_for,
-                                   wait=random.random() * self.election_backoff_max)
+                                   wait=RETRY_BACKOFF + random.random() * self.election_backoff_max)
 
     async def _collect_votes(self, epoch: int, pre_vote: bool) -> bool | None:
         """True for a majority, False for none within an election timeout, None when an
@@ -331,15 +335,14 @@ class MetadataQuorum:
                 for v in self.voters if v != self.node_id]
         try:
             for answer in asyncio.as_completed(asks, timeout=self._election_wait()):
-                try:
-                    response = await answer
-                except PeerUnavailable:
+                voter, response = await answer
+                if response is None or not response.topics:
                     continue
-                result = response.topics[0].partitions[0] if response.topics else None
-                if result is None:
-                    continue
-                if result.leader_epoch > self.epoch and await self._learn(result.leader_id,
-                                                                          result.leader_epoch):
+                result = response.topics[0].partitions[0]
+                # Adopt a newer epoch; in this epoch, only a leader vouching for itself (the
+                # others may name a leader that is gone).
+                if ((result.leader_epoch > self.epoch or result.leader_id == voter)
+                        and await self._learn(result.leader_id, result.leader_epoch)):
                     return None
                 if result.vote_granted:
                     granted += 1
@@ -352,7 +355,8 @@ class MetadataQuorum:
                 ask.cancel()
         return False
 
-    async def _ask_vote(self, voter: int, epoch: int, pre_vote: bool):
+    async def _ask_vote(self, voter: int, epoch: int, pre_vote: bool
+                        ) -> tuple[int, VoteResponse | None]:
         topic = VoteRequest.TopicData
         request = VoteRequest(version=VOTE_VERSION, cluster_id=None, voter_id=voter, topics=[
             topic(topic_name=METADATA_TOPIC, partitions=[topic.PartitionData(
@@ -360,7 +364,10 @@ class MetadataQuorum:
                 replica_directory_id=None, voter_directory_id=None,
                 last_offset_epoch=self.log.last_epoch, last_offset=self.log.end_offset,
                 pre_vote=pre_vote)])])
-        return await self.peers.request(voter, request, self.request_timeout)
+        try:
+            return voter, await self.peers.request(voter, request, self.request_timeout)
+        except PeerUnavailable:
+            return voter, None
 
     async def _lead(self) -> None:
         epoch = self.epoch
@@ -588,8 +595,8 @@ class MetadataQuorum:
                 end, fetched, caught_up = self.log.local_end, now, now
             else:
                 progress = self.log.voter_progress(replica)
-                end, fetched, caught_up = (progress.end_offset, progress.last_fetch,
-                                           progress.last_caught_up)
+                end, fetched = progress.end_offset, progress.last_fetch
+                caught_up = progress.last_caught_up if fetched else 0.0  # unknown before a fetch
             return ReplicaState(version=version, replica_id=replica, replica_directory_id=None,
                                 log_end_offset=end, last_fetch_timestamp=wall_ms(fetched),
                                 last_caught_up_timestamp=wall_ms(caught_up))
