@@ -9,6 +9,7 @@ that falls silent.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -346,6 +347,8 @@ async def serve_forever(config: NodeConfig) -> None:
     except BaseException:
         await server.stop()
         raise
+    # Everything loaded so far lives as long as the node: keep it out of GC passes.
+    gc.freeze()
     await server.serve()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
