@@ -3,12 +3,12 @@ from kafka import errors
 
 from broker.protocol import api
 from broker.raft import METADATA_TOPIC
-from broker.raft.messages import BeginQuorumEpochRequest, BeginQuorumEpochResponse
+from broker.messages import BeginQuorumEpochRequest, BeginQuorumEpochResponse
 
 Topic = BeginQuorumEpochResponse.TopicData
 
 
-@api(BeginQuorumEpochRequest, 0, 0)
+@api(BeginQuorumEpochRequest, 0, 0, inter_node=True)
 async def begin_quorum_epoch(request, ctx):
     quorum = ctx.node.quorum
     topics = []

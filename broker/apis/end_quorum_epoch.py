@@ -3,12 +3,12 @@ from kafka import errors
 
 from broker.protocol import api
 from broker.raft import METADATA_TOPIC
-from broker.raft.messages import EndQuorumEpochRequest, EndQuorumEpochResponse
+from broker.messages import EndQuorumEpochRequest, EndQuorumEpochResponse
 
 Topic = EndQuorumEpochResponse.TopicData
 
 
-@api(EndQuorumEpochRequest, 0, 0)
+@api(EndQuorumEpochRequest, 0, 0, inter_node=True)
 async def end_quorum_epoch(request, ctx):
     quorum = ctx.node.quorum
     topics = []

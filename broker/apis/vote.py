@@ -3,12 +3,12 @@ from kafka import errors
 
 from broker.protocol import api
 from broker.raft import METADATA_TOPIC
-from broker.raft.messages import VoteRequest, VoteResponse
+from broker.messages import VoteRequest, VoteResponse
 
 Topic = VoteResponse.TopicData
 
 
-@api(VoteRequest, 0, 2)
+@api(VoteRequest, 0, 2, inter_node=True)
 async def vote(request, ctx):
     quorum = ctx.node.quorum
     topics = []
