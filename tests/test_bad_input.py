@@ -17,8 +17,8 @@ from kafka.protocol.admin import (
     AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 )
 from kafka.protocol.consumer import (
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
@@ -290,6 +290,10 @@ def sweep_request(api_key: int, version: int, topic: str):
     if api_key == 37:
         return CreatePartitionsRequest(version=version, timeout_ms=10000, validate_only=False, topics=[
             CreatePartitionsRequest.CreatePartitionsTopic(name=topic, count=2, assignments=None)])
+    if api_key == 55:
+        Topic = DescribeQuorumRequest.TopicData
+        return DescribeQuorumRequest(version=version, topics=[Topic(
+            topic_name="__cluster_metadata", partitions=[Topic.PartitionData(partition_index=0)])])
     if api_key == 60:
         return DescribeClusterRequest(version=version)
     raise ValueError(f"no sweep request for API key {api_key}")
@@ -299,7 +303,8 @@ RESPONSES = {r.API_KEY: r for r in [
     ProduceResponse, FetchResponse, ListOffsetsResponse, MetadataResponse, FindCoordinatorResponse,
     ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse,
     InitProducerIdResponse, DescribeConfigsResponse, AlterConfigsResponse,
-    IncrementalAlterConfigsResponse, CreatePartitionsResponse, DescribeClusterResponse]}
+    IncrementalAlterConfigsResponse, CreatePartitionsResponse, DescribeQuorumResponse,
+    DescribeClusterResponse]}
 
 
 def error_codes(value) -> list[int]:
