@@ -56,7 +56,8 @@ class Node:
         self.controller = Controller(config, self.image, self.quorum) if "controller" in self.roles else None
         self.replication = Replication(self)
         self.logs: dict[tuple[uuid.UUID, int], PartitionLog] = {}
-        self._stored: dict[tuple[bytes, int], Any] = {}
+        # Logs found on disk, by (topic id, partition), until the image names them.
+        self._stored: dict[tuple[bytes, int], PartitionLog] = {}
         self._next_partition_id = 0
         self._next_producer_id = 0
         self._producer_id_block_end = 0
@@ -73,8 +74,7 @@ class Node:
         self._producer_id_block_end = int(await self.storage.get_setting("producer.id.block.end") or 0)
         self._next_producer_id = self._producer_id_block_end
         self._next_partition_id = await self.storage.max_partition_id()
-        self._stored = {(s.topic_id, s.partition): s for s in await self.storage.load_partitions()
-                        if s.topic_id is not None}
+        await self._load_stored_logs()
         await self.quorum.start()  # replays the committed metadata log into the image
         tasks = [self._retention_loop(), self.replication.manage_isr()]
         if "broker" in self.roles:
@@ -241,25 +241,30 @@ class Node:
             partition.become_follower(info.leader, info.leader_epoch, info.replicas, info.isr)
             self.replication.become_follower(partition, info.leader)
 
+    async def _load_stored_logs(self) -> None:
+        """Every log on disk with its leader epochs and producer state, before the image
+        (replayed next) gives them roles: a follower must know its epochs to find where
+        it diverges, a leader its producers to spot retries."""
+        for stored in await self.storage.load_partitions():
+            if stored.topic_id is None:
+                continue
+            partition = PartitionLog(self.storage, stored.id, stored.topic, stored.partition,
+                                     self.node_id, stored.log_start_offset, stored.end_offset,
+                                     stored.size)
+            partition.epoch_starts = await self.storage.epoch_starts(stored.id)
+            partition.restore_producers(
+                await self.storage.recent_producer_batches(stored.id, PRODUCER_BATCHES_KEPT))
+            self._stored[(stored.topic_id, stored.partition)] = partition
+
     def _open_log(self, topic: TopicInfo, index: int) -> PartitionLog:
         stored = self._stored.pop((topic.id.bytes, index), None)
         if stored is not None:
-            partition = PartitionLog(self.storage, stored.id, topic.name, index, self.node_id,
-                                     stored.log_start_offset, stored.end_offset, stored.size)
-            asyncio.create_task(self._restore(partition))
-            return partition
+            return stored
         self._next_partition_id += 1
         pid = self._next_partition_id
         self.storage.write("INSERT INTO partitions (id, topic, topic_id, partition) VALUES (?, ?, ?, ?)",
                            (pid, topic.name, topic.id.bytes, index))
         return PartitionLog(self.storage, pid, topic.name, index, self.node_id)
-
-    async def _restore(self, partition: PartitionLog) -> None:
-        """Leader epochs and producer state of a log found on disk."""
-        partition.epoch_starts = await self.storage.epoch_starts(partition.pid) + [
-            e for e in partition.epoch_starts]
-        partition.restore_producers(
-            await self.storage.recent_producer_batches(partition.pid, PRODUCER_BATCHES_KEPT))
 
     def _topic_removed(self, topic: TopicInfo) -> None:
         for index in range(len(topic.partitions)):
@@ -292,11 +297,12 @@ class Node:
         if offset <= partition.log_start_offset:
             return
         partition.log_start_offset = offset
+        # Count what goes from the committed rows; appends still in flight keep their size.
+        partition.size -= await self.storage.size_below(partition.pid, offset)
         self.storage.write("DELETE FROM batches WHERE pid = ? AND last_offset < ?",
                            (partition.pid, offset))
         await self.storage.write("UPDATE partitions SET log_start_offset = ? WHERE id = ?",
                                  (offset, partition.pid))
-        partition.size = await self.storage.partition_size(partition.pid)
 
     async def enforce_retention(self) -> None:
         now_ms = int(time.time() * 1000)
