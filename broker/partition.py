@@ -231,6 +231,17 @@ class PartitionLog:
                 state.batches.pop()
         return self.storage.truncate(self.pid, offset)
 
+    def start_over(self, offset: int) -> asyncio.Future:
+        """Follower whose whole log precedes the leader's log start: empty it and begin
+        at `offset`."""
+        self.log_start_offset = self.end_offset = self.local_end = self.high_watermark = offset
+        self.size = 0
+        self.epoch_starts = []
+        self.producers = {}
+        self.storage.write("UPDATE partitions SET log_start_offset = ? WHERE id = ?",
+                           (offset, self.pid))
+        return self.storage.truncate(self.pid, 0)
+
     # -- replication progress (leader) -------------------------------------------------
 
     def follower_fetched(self, follower: int, offset: int) -> None:

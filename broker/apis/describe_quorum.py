@@ -47,9 +47,11 @@ async def describe_quorum(request, ctx):
                 leader_id=-1 if quorum.leader_id is None else quorum.leader_id,
                 leader_epoch=quorum.epoch, high_watermark=-1, current_voters=[], observers=[])
         topics.setdefault(name, []).append(data)
-    nodes = [Node(version=version, node_id=voter,
-                  listeners=[Node.Listener(version=version, name="PLAINTEXT", host=host, port=port)])
-             for voter, (host, port) in sorted(node.config.voters.items())]
+    nodes = []
+    if version >= 2:  # the voters' endpoints came in v2
+        nodes = [Node(version=version, node_id=voter, listeners=[
+                     Node.Listener(version=version, name="PLAINTEXT", host=host, port=port)])
+                 for voter, (host, port) in sorted(node.config.voters.items())]
     return DescribeQuorumResponse(
         version=version, error_code=0, error_message=None,
         topics=[Topic(version=version, topic_name=name, partitions=parts)

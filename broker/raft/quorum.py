@@ -35,7 +35,7 @@ from kafka.protocol.consumer import FetchRequest, FetchResponse
 from broker.peer import PeerUnavailable, Peers
 from broker.protocol import RequestContext
 from broker.raft.log import LEADER_CHANGE_KEY, METADATA_TOPIC, MetadataLog
-from broker.raft.messages import (
+from broker.messages import (
     BeginQuorumEpochRequest, EndQuorumEpochRequest, VoteRequest, VoteResponse,
 )
 from broker.records import replicated_batches
