@@ -296,11 +296,12 @@ class Node:
         if offset <= partition.log_start_offset:
             return
         partition.log_start_offset = offset
+        # Count what goes from the committed rows; appends still in flight keep their size.
+        partition.size -= await self.storage.size_below(partition.pid, offset)
         self.storage.write("DELETE FROM batches WHERE pid = ? AND last_offset < ?",
                            (partition.pid, offset))
         await self.storage.write("UPDATE partitions SET log_start_offset = ? WHERE id = ?",
                                  (offset, partition.pid))
-        partition.size = await self.storage.partition_size(partition.pid)
 
     async def enforce_retention(self) -> None:
         now_ms = int(time.time() * 1000)

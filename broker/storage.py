@@ -251,8 +251,10 @@ class Storage:
         """Remove every batch from `offset` on (a batch boundary)."""
         return self.write("DELETE FROM batches WHERE pid = ? AND base_offset >= ?", (pid, offset))
 
-    async def partition_size(self, pid: int) -> int:
-        rows = await self.query("SELECT COALESCE(SUM(size), 0) FROM batches WHERE pid = ?", (pid,))
+    async def size_below(self, pid: int, offset: int) -> int:
+        """Bytes of the batches wholly below `offset`."""
+        rows = await self.query("SELECT COALESCE(SUM(size), 0) FROM batches"
+                                " WHERE pid = ? AND last_offset < ?", (pid, offset))
         return rows[0][0]
 
     async def first_offset_newer_than(self, pid: int, timestamp_ms: int, end: int) -> int:
