@@ -24,7 +24,7 @@ from broker.groups.records import (
     GroupRecord, OffsetRecord, build_batches, decode, group_key, group_value, iter_batches,
 )
 from broker.partition import PartitionLog
-from broker.records import split_batches
+from broker.records import replicated_batches
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,9 @@ class OffsetsPartition:
                 raise RequestError(errors.NotEnoughReplicasError,
                                    f"{len(self.log.isr)} in-sync replicas of "
                                    f"__consumer_offsets-{self.index}")
-            batches = split_batches(b"".join(build_batches(records)), 2**31 - 1)
-            base, end, commit = self.log.append(batches, log_append_time=False)
+            # Batches this broker built: framed and checked like a leader's, not a producer's.
+            batches = replicated_batches(b"".join(build_batches(records)))
+            base, end, commit = self.log.append(batches, log_append_time_ms=None)
         except RequestError as exc:
             self._fail(futures, exc)
             return
