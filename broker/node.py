@@ -25,7 +25,7 @@ from broker.errors import RequestError
 from broker.messages import BrokerHeartbeatRequest, BrokerRegistrationRequest
 from broker.metadata import MetadataImage, PartitionInfo, TopicInfo
 from broker.partition import PRODUCER_BATCHES_KEPT, PartitionLog
-from broker.peer import Peers, PeerUnavailable
+from broker.peer import Channel, Peers, PeerUnavailable
 from broker.protocol import REGISTRY, RequestContext
 from broker.raft import MetadataQuorum, NotLeader
 from broker.replication import Replication
@@ -119,7 +119,8 @@ class Node:
     def controller_active(self) -> bool:
         return self.controller is not None and self.controller.active
 
-    async def call_controller(self, request: ApiMessage) -> ApiMessage:
+    async def call_controller(self, request: ApiMessage,
+                              channel: Channel = Channel.CONTROL) -> ApiMessage:
         """Send an inter-node request to the active controller (this node, or a peer)."""
         if self.controller_active:
             api = REGISTRY[request.API_KEY]
@@ -128,7 +129,7 @@ class Node:
         leader = self.quorum.leader_id
         if leader is None:
             raise RequestError(errors.NotControllerError, "the metadata quorum has no leader")
-        return await self.peers.request(leader, request, CONTROLLER_TIMEOUT)
+        return await self.peers.request(leader, request, CONTROLLER_TIMEOUT, channel)
 
     async def forward_to_controller(self, request: ApiMessage, ctx: RequestContext) -> ApiMessage | None:
         """A client's admin request reached a node that is not the active controller: the
@@ -153,11 +154,11 @@ class Node:
                 if not registered:
                     await self.call_controller(BrokerRegistrationRequest(
                         version=0, broker_id=self.node_id, cluster_id=self.cluster_id,
-                        incarnation_id=self.incarnation, host=host, port=port))
+                        incarnation_id=self.incarnation, host=host, port=port), Channel.LIFECYCLE)
                     registered = True
                 response = await self.call_controller(BrokerHeartbeatRequest(
                     version=0, broker_id=self.node_id, incarnation_id=self.incarnation,
-                    current_metadata_offset=self.image.offset))
+                    current_metadata_offset=self.image.offset), Channel.LIFECYCLE)
                 registered = response.error_code == 0
                 if registered and not response.is_fenced and not self.ready.is_set():
                     log.info("broker %d is registered and unfenced: serving clients", self.node_id)

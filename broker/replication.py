@@ -22,7 +22,7 @@ from kafka.protocol.consumer import FetchRequest
 from broker.errors import RequestError
 from broker.messages import AlterPartitionRequest
 from broker.partition import PartitionLog
-from broker.peer import PeerUnavailable
+from broker.peer import Channel, PeerUnavailable
 from broker.records import replicated_batches
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ class Fetcher:
                 await self._changed.wait()
                 continue
             try:
-                response = await self.node.peers.request(self.leader, self._request(), timeout)
+                response = await self.node.peers.request(self.leader, self._request(), timeout,
+                                                         Channel.REPLICATION)
             except PeerUnavailable as exc:
                 log.debug("fetch from node %d failed: %s", self.leader, exc)
                 await asyncio.sleep(RETRY_BACKOFF)

@@ -7,7 +7,7 @@ when no leader is reachable it answers NOT_LEADER_OR_FOLLOWER with the leader it
 from kafka import errors
 from kafka.protocol.admin import DescribeQuorumRequest, DescribeQuorumResponse
 
-from broker.peer import PeerUnavailable, is_peer_client
+from broker.peer import Channel, PeerUnavailable, is_peer_client
 from broker.protocol import api
 from broker.raft import METADATA_TOPIC
 
@@ -25,7 +25,8 @@ async def describe_quorum(request, ctx):
     leads = quorum.leader_id == node.node_id
     if not leads and quorum.leader_id is not None and not is_peer_client(ctx.client_id):
         try:
-            return await node.peers.request(quorum.leader_id, request, quorum.request_timeout)
+            return await node.peers.request(quorum.leader_id, request, quorum.request_timeout,
+                                            Channel.QUORUM)
         except PeerUnavailable:
             pass
     topics = {}
