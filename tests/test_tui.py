@@ -254,4 +254,4 @@ async def test_killing_a_partition_leader_from_the_keyboard(cluster, tmp_path):
             log = app.screen.query_one("#events")
             assert any("leader election on orders-0" in line.text for line in log.lines)
         finally:
-            await cluster.request("restart", id=old_leader)
+            await cluster.drill("restart", old_leader)

@@ -142,7 +142,7 @@ class DrillsView(View):
                                                                f"{action[1:]}?")):
             return
         try:
-            await self.app.source.local.request(op, id=broker)
+            await self.app.source.local.drill(op, broker)
         except DrillError as exc:
             self.notify(str(exc), title="Drill refused", severity="error", timeout=8)
             return
