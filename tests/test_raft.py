@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sqlite3
 import struct
 import time
@@ -22,7 +21,7 @@ from broker.config import ConfigError, NodeConfig
 from broker.peer import Peers
 from broker.raft import MetadataQuorum, NoQuorum
 from broker.storage import Storage
-from conftest import FAST_QUORUM
+from conftest import FAST_QUORUM, kafka_request
 
 METADATA_TOPIC = "__cluster_metadata"
 NOT_LEADER = 6
@@ -31,21 +30,7 @@ WAIT = 20.0
 
 
 def call(node, request, response_class, client_id: str = "test-raft"):
-    request.with_header(correlation_id=1, client_id=client_id)
-    with socket.create_connection(("127.0.0.1", node.port), timeout=5) as sock:
-        sock.sendall(request.encode(header=True, framed=True))
-        size = struct.unpack(">i", receive(sock, 4))[0]
-        return response_class.decode(receive(sock, size), version=request.API_VERSION, header=True)
-
-
-def receive(sock, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
+    return kafka_request(node.port, request, response_class, client_id)
 
 
 def describe(node, client_id: str = "test-raft"):

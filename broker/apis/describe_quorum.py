@@ -49,7 +49,8 @@ async def describe_quorum(request, ctx):
         topics.setdefault(name, []).append(data)
     nodes = [Node(version=version, node_id=voter,
                   listeners=[Node.Listener(version=version, name="PLAINTEXT", host=host, port=port)])
-             for voter, (host, port) in sorted(node.config.voters.items())]
+             for voter, (host, port) in sorted(node.config.voters.items())
+             if version >= 2]  # the voters' endpoints are in v2+ answers only
     return DescribeQuorumResponse(
         version=version, error_code=0, error_message=None,
         topics=[Topic(version=version, topic_name=name, partitions=parts)
