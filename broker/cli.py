@@ -8,6 +8,7 @@ import sys
 
 from broker import perf, supervisor
 from broker.config import ConfigError, NodeConfig
+from tui import launch
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -43,15 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     supervisor.add_commands(commands)
     perf.add_commands(commands)
+    launch.add_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:  # `kraftboard` alone: the console on the bundled cluster
+        args = parser.parse_args([*(sys.argv[1:] if argv is None else argv), "ui"])
     logging.basicConfig(level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not hasattr(args, "func"):
-        parser.print_help()
-        return 2
     return args.func(args)

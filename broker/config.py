@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import yaml
 
@@ -200,7 +200,22 @@ def coerce(setting: Setting, value: Any) -> Any:
     return result
 
 
-def _unknown_key_reason(key: str, known: dict[str, Setting]) -> str:
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """A YAML file of config names to values (an empty file is an empty mapping)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping of Kafka config names to values")
+    return raw
+
+
+def unknown_key_reason(key: str, known: Iterable[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     return "unknown setting" + (f" (did you mean {close[0]!r}?)" if close else "")
 
@@ -211,7 +226,7 @@ def validate_topic_configs(configs: dict[str, Any]) -> dict[str, Any]:
     for key, value in configs.items():
         setting = TOPIC_SETTINGS.get(key)
         if setting is None:
-            raise ConfigError(f"{key}: {_unknown_key_reason(key, TOPIC_SETTINGS)}")
+            raise ConfigError(f"{key}: {unknown_key_reason(key, TOPIC_SETTINGS)}")
         try:
             result[key] = coerce(setting, value)
         except ValueError as exc:
@@ -267,7 +282,7 @@ class NodeConfig:
         for key, value in raw.items():
             setting = NODE_SETTINGS.get(str(key))
             if setting is None:
-                raise ConfigError(f"{source}: {key}: {_unknown_key_reason(str(key), NODE_SETTINGS)}")
+                raise ConfigError(f"{source}: {key}: {unknown_key_reason(str(key), NODE_SETTINGS)}")
             try:
                 values[key] = coerce(setting, value)
             except ValueError as exc:
@@ -294,17 +309,7 @@ class NodeConfig:
     @classmethod
     def load(cls, path: str | Path) -> "NodeConfig":
         path = Path(path)
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: must be a mapping of Kafka config names to values")
-        config = cls.from_dict(raw, source=str(path))
+        config = cls.from_dict(read_yaml_mapping(path), source=str(path))
         config.path = path
         # A relative log.dirs is relative to the config file, so a cluster directory can move.
         if not Path(config.values["log.dirs"]).is_absolute():

@@ -8,6 +8,12 @@ from kafka.protocol.api_message import ApiMessage
 import broker.schemas as schemas
 
 
+class VoteRequest(ApiMessage, load_json=schemas): pass
+class VoteResponse(ApiMessage, load_json=schemas): pass
+class BeginQuorumEpochRequest(ApiMessage, load_json=schemas): pass
+class BeginQuorumEpochResponse(ApiMessage, load_json=schemas): pass
+class EndQuorumEpochRequest(ApiMessage, load_json=schemas): pass
+class EndQuorumEpochResponse(ApiMessage, load_json=schemas): pass
 class AlterPartitionRequest(ApiMessage, load_json=schemas): pass
 class AlterPartitionResponse(ApiMessage, load_json=schemas): pass
 class BrokerRegistrationRequest(ApiMessage, load_json=schemas): pass

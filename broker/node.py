@@ -9,6 +9,7 @@ that falls silent.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -24,7 +25,7 @@ from broker.errors import RequestError
 from broker.messages import BrokerHeartbeatRequest, BrokerRegistrationRequest
 from broker.metadata import MetadataImage, PartitionInfo, TopicInfo
 from broker.partition import PRODUCER_BATCHES_KEPT, PartitionLog
-from broker.peer import Peers, PeerUnavailable
+from broker.peer import Channel, Peers, PeerUnavailable
 from broker.protocol import REGISTRY, RequestContext
 from broker.raft import MetadataQuorum, NotLeader
 from broker.replication import Replication
@@ -55,7 +56,8 @@ class Node:
         self.controller = Controller(config, self.image, self.quorum) if "controller" in self.roles else None
         self.replication = Replication(self)
         self.logs: dict[tuple[uuid.UUID, int], PartitionLog] = {}
-        self._stored: dict[tuple[bytes, int], Any] = {}
+        # Logs found on disk, by (topic id, partition), until the image names them.
+        self._stored: dict[tuple[bytes, int], PartitionLog] = {}
         self._next_partition_id = 0
         self._next_producer_id = 0
         self._producer_id_block_end = 0
@@ -72,8 +74,7 @@ class Node:
         self._producer_id_block_end = int(await self.storage.get_setting("producer.id.block.end") or 0)
         self._next_producer_id = self._producer_id_block_end
         self._next_partition_id = await self.storage.max_partition_id()
-        self._stored = {(s.topic_id, s.partition): s for s in await self.storage.load_partitions()
-                        if s.topic_id is not None}
+        await self._load_stored_logs()
         await self.quorum.start()  # replays the committed metadata log into the image
         tasks = [self._retention_loop(), self.replication.manage_isr()]
         if "broker" in self.roles:
@@ -118,7 +119,8 @@ class Node:
     def controller_active(self) -> bool:
         return self.controller is not None and self.controller.active
 
-    async def call_controller(self, request: ApiMessage) -> ApiMessage:
+    async def call_controller(self, request: ApiMessage,
+                              channel: Channel = Channel.CONTROL) -> ApiMessage:
         """Send an inter-node request to the active controller (this node, or a peer)."""
         if self.controller_active:
             api = REGISTRY[request.API_KEY]
@@ -127,7 +129,7 @@ class Node:
         leader = self.quorum.leader_id
         if leader is None:
             raise RequestError(errors.NotControllerError, "the metadata quorum has no leader")
-        return await self.peers.request(leader, request, CONTROLLER_TIMEOUT)
+        return await self.peers.request(leader, request, CONTROLLER_TIMEOUT, channel)
 
     async def forward_to_controller(self, request: ApiMessage, ctx: RequestContext) -> ApiMessage | None:
         """A client's admin request reached a node that is not the active controller: the
@@ -152,11 +154,11 @@ class Node:
                 if not registered:
                     await self.call_controller(BrokerRegistrationRequest(
                         version=0, broker_id=self.node_id, cluster_id=self.cluster_id,
-                        incarnation_id=self.incarnation, host=host, port=port))
+                        incarnation_id=self.incarnation, host=host, port=port), Channel.LIFECYCLE)
                     registered = True
                 response = await self.call_controller(BrokerHeartbeatRequest(
                     version=0, broker_id=self.node_id, incarnation_id=self.incarnation,
-                    current_metadata_offset=self.image.offset))
+                    current_metadata_offset=self.image.offset), Channel.LIFECYCLE)
                 registered = response.error_code == 0
                 if registered and not response.is_fenced and not self.ready.is_set():
                     log.info("broker %d is registered and unfenced: serving clients", self.node_id)
@@ -239,25 +241,30 @@ class Node:
             partition.become_follower(info.leader, info.leader_epoch, info.replicas, info.isr)
             self.replication.become_follower(partition, info.leader)
 
+    async def _load_stored_logs(self) -> None:
+        """Every log on disk with its leader epochs and producer state, before the image
+        (replayed next) gives them roles: a follower must know its epochs to find where
+        it diverges, a leader its producers to spot retries."""
+        for stored in await self.storage.load_partitions():
+            if stored.topic_id is None:
+                continue
+            partition = PartitionLog(self.storage, stored.id, stored.topic, stored.partition,
+                                     self.node_id, stored.log_start_offset, stored.end_offset,
+                                     stored.size)
+            partition.epoch_starts = await self.storage.epoch_starts(stored.id)
+            partition.restore_producers(
+                await self.storage.recent_producer_batches(stored.id, PRODUCER_BATCHES_KEPT))
+            self._stored[(stored.topic_id, stored.partition)] = partition
+
     def _open_log(self, topic: TopicInfo, index: int) -> PartitionLog:
         stored = self._stored.pop((topic.id.bytes, index), None)
         if stored is not None:
-            partition = PartitionLog(self.storage, stored.id, topic.name, index, self.node_id,
-                                     stored.log_start_offset, stored.end_offset, stored.size)
-            asyncio.create_task(self._restore(partition))
-            return partition
+            return stored
         self._next_partition_id += 1
         pid = self._next_partition_id
         self.storage.write("INSERT INTO partitions (id, topic, topic_id, partition) VALUES (?, ?, ?, ?)",
                            (pid, topic.name, topic.id.bytes, index))
         return PartitionLog(self.storage, pid, topic.name, index, self.node_id)
-
-    async def _restore(self, partition: PartitionLog) -> None:
-        """Leader epochs and producer state of a log found on disk."""
-        partition.epoch_starts = await self.storage.epoch_starts(partition.pid) + [
-            e for e in partition.epoch_starts]
-        partition.restore_producers(
-            await self.storage.recent_producer_batches(partition.pid, PRODUCER_BATCHES_KEPT))
 
     def _topic_removed(self, topic: TopicInfo) -> None:
         for index in range(len(topic.partitions)):
@@ -290,11 +297,12 @@ class Node:
         if offset <= partition.log_start_offset:
             return
         partition.log_start_offset = offset
+        # Count what goes from the committed rows; appends still in flight keep their size.
+        partition.size -= await self.storage.size_below(partition.pid, offset)
         self.storage.write("DELETE FROM batches WHERE pid = ? AND last_offset < ?",
                            (partition.pid, offset))
         await self.storage.write("UPDATE partitions SET log_start_offset = ? WHERE id = ?",
                                  (offset, partition.pid))
-        partition.size = await self.storage.partition_size(partition.pid)
 
     async def enforce_retention(self) -> None:
         now_ms = int(time.time() * 1000)
@@ -346,6 +354,8 @@ async def serve_forever(config: NodeConfig) -> None:
     except BaseException:
         await server.stop()
         raise
+    # Everything loaded so far lives as long as the node: keep it out of GC passes.
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -162,7 +162,8 @@ class PartitionLog:
 
     # -- append -------------------------------------------------------------------------
 
-    def append(self, batches: list[Batch], log_append_time: bool) -> tuple[int, int, asyncio.Future | None]:
+    def append(self, batches: list[Batch], log_append_time_ms: int | None
+               ) -> tuple[int, int, asyncio.Future | None]:
         """Leader append: assign offsets and queue the batches for the next commit.
 
         Returns the base offset of the first batch, the end offset the producer must see
@@ -174,7 +175,6 @@ class PartitionLog:
         duplicates = {id(b): self._check_sequence(b) for b in idempotent}
         first_offset = None
         commit = None
-        now_ms = int(time.time() * 1000)
         for batch in batches:
             original = duplicates.get(id(batch))
             if original is not None:
@@ -182,8 +182,8 @@ class PartitionLog:
                 continue
             base_offset = self.end_offset
             batch.stamp(base_offset, self.leader_epoch)
-            if log_append_time:
-                batch.set_log_append_time(now_ms)
+            if log_append_time_ms is not None:  # a LogAppendTime topic
+                batch.set_log_append_time(log_append_time_ms)
             commit = self._store(batch, base_offset, self.leader_epoch)
             first_offset = base_offset if first_offset is None else first_offset
         return first_offset, self.end_offset, commit
@@ -234,6 +234,17 @@ class PartitionLog:
             while state.batches and state.batches[-1][2] >= offset:
                 state.batches.pop()
         return self.storage.truncate(self.pid, offset)
+
+    def start_over(self, offset: int) -> asyncio.Future:
+        """Follower whose whole log precedes the leader's log start: empty it and begin
+        at `offset`."""
+        self.log_start_offset = self.end_offset = self.local_end = self.high_watermark = offset
+        self.size = 0
+        self.epoch_starts = []
+        self.producers = {}
+        self.storage.write("UPDATE partitions SET log_start_offset = ? WHERE id = ?",
+                           (offset, self.pid))
+        return self.storage.truncate(self.pid, 0)
 
     # -- replication progress (leader) -------------------------------------------------
 

@@ -4,6 +4,11 @@ Inter-node traffic is ordinary Kafka requests (kafka-python's message classes, p
 broker/messages.py for the APIs it lacks) sent on the peers' client listeners. The
 client id `kraftboard-node-<id>` marks a request as coming from a peer, so a node cut off
 from its peers (`isolated`) can refuse them while it keeps serving clients.
+
+Each kind of traffic has its own connection to a peer (its Channel), as Kafka keeps its
+replica fetchers, quorum and controller channels apart: a node answers a connection's
+requests in order, so a request queued behind a long-polling fetch would wait out the
+fetch's max wait (a heartbeat, a vote, the fetch that commits a metadata record).
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import asyncio
 import itertools
 import logging
 import struct
+from enum import StrEnum
 from typing import Callable
 
 from kafka.protocol.api_message import ApiMessage
@@ -20,6 +26,14 @@ log = logging.getLogger(__name__)
 
 PEER_CLIENT_PREFIX = "kraftboard-node-"
 CONNECT_TIMEOUT = 1.0
+
+
+class Channel(StrEnum):
+    CONTROL = "control"  # to the active controller: AlterPartition, forwarded admin requests
+    LIFECYCLE = "lifecycle"  # broker registration and heartbeats
+    QUORUM = "quorum"  # Vote, BeginQuorumEpoch, EndQuorumEpoch, forwarded DescribeQuorum
+    METADATA_FETCH = "metadata-fetch"  # fetches of the metadata log (long polls)
+    REPLICATION = "replication"  # partition fetchers (long polls)
 
 
 class PeerUnavailable(Exception):
@@ -108,14 +122,15 @@ class Peers:
         self.client_id = f"{PEER_CLIENT_PREFIX}{node_id}"
         self.resolve = resolve
         self.isolated = False
-        self._connections: dict[int, PeerConnection] = {}
+        self._connections: dict[tuple[int, Channel], PeerConnection] = {}
 
-    async def request(self, peer_id: int, request: ApiMessage, timeout: float) -> ApiMessage:
+    async def request(self, peer_id: int, request: ApiMessage, timeout: float,
+                      channel: Channel = Channel.CONTROL) -> ApiMessage:
         if self.isolated:
             raise PeerUnavailable(f"node {self.node_id} is isolated from its peers")
-        connection = self._connections.get(peer_id)
+        connection = self._connections.get((peer_id, channel))
         if connection is None:
-            connection = self._connections[peer_id] = PeerConnection(self, peer_id)
+            connection = self._connections[peer_id, channel] = PeerConnection(self, peer_id)
         return await connection.request(request, timeout)
 
     def isolate(self, isolated: bool) -> None:

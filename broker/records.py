@@ -44,6 +44,7 @@ class Batch:
     transactional: bool
     base_offset: int = 0
     leader_epoch: int = -1
+    attributes: int = 0
 
     @property
     def size(self) -> int:
@@ -71,62 +72,81 @@ class Batch:
         self.max_timestamp = now_ms
 
 
-def _frames(payload: bytes, max_batch_bytes: int):
-    """Yield (batch, attributes) for each framed, CRC-checked v2 batch in `payload`."""
-    view = memoryview(payload)
+MIN_FRAME = 14  # Kafka's smallest record-set entry: offset, length, and two more bytes
+MAGIC_AT = 16
+ZSTD = 4
+FIRST_PRODUCE_VERSION_WITH_ZSTD = 7
+
+
+def _frames(payload: bytes):
+    """Yield (position, size, magic) of each whole entry, as Kafka's log input stream
+    reads a record set: a trailing partial entry ends the set (it is trimmed)."""
     pos = 0
-    while pos < len(payload):
-        if len(payload) - pos < HEADER_SIZE:
-            raise RequestError(errors.CorruptRecordError, "truncated batch header")
-        (base_offset, length, leader_epoch, magic, crc, attributes, last_offset_delta, _, max_ts,
-         producer_id, producer_epoch, base_sequence, count) = HEADER.unpack_from(payload, pos)
-        size = length + LENGTH_OVERHEAD
-        if magic != 2:
-            raise RequestError(errors.UnsupportedForMessageFormatError,
-                               f"message format v{magic} is not supported; v2 only")
-        if size < HEADER_SIZE or pos + size > len(payload):
-            raise RequestError(errors.CorruptRecordError, "batch length does not match the payload")
-        if size > max_batch_bytes:
-            raise RequestError(errors.MessageSizeTooLargeError,
-                               f"batch of {size} bytes is over max.message.bytes={max_batch_bytes}")
-        if crc32c(view[pos + CRC_START:pos + size]) != crc:
-            raise RequestError(errors.CorruptRecordError, "CRC-32C mismatch")
-        yield Batch(
-            data=bytearray(view[pos:pos + size]),
-            record_count=count,
-            last_offset_delta=last_offset_delta,
-            max_timestamp=max_ts,
-            producer_id=producer_id,
-            producer_epoch=producer_epoch,
-            base_sequence=base_sequence,
-            transactional=bool(attributes & TRANSACTIONAL),
-            base_offset=base_offset,
-            leader_epoch=leader_epoch,
-        ), attributes
+    while len(payload) - pos >= LENGTH_OVERHEAD:
+        size = struct.unpack_from(">i", payload, pos + 8)[0] + LENGTH_OVERHEAD
+        if size < MIN_FRAME:
+            raise RequestError(errors.CorruptRecordError, f"record set entry of {size} bytes")
+        if pos + size > len(payload):
+            return
+        magic = payload[pos + MAGIC_AT]
+        if magic > 2:
+            raise RequestError(errors.CorruptRecordError, f"unknown message format v{magic}")
+        yield pos, size, magic
         pos += size
 
 
-def split_batches(payload: bytes, max_batch_bytes: int) -> list[Batch]:
-    """Validate a produce payload and return its batches.
+def _batch(view: memoryview, pos: int, size: int) -> Batch:
+    """Parse and CRC-check one v2 batch."""
+    if size < HEADER_SIZE:
+        raise RequestError(errors.CorruptRecordError, f"batch of {size} bytes has no whole header")
+    (base_offset, _, leader_epoch, _, crc, attributes, last_offset_delta, _, max_ts,
+     producer_id, producer_epoch, base_sequence, count) = HEADER.unpack_from(view, pos)
+    if crc32c(view[pos + CRC_START:pos + size]) != crc:
+        raise RequestError(errors.CorruptRecordError, "CRC-32C mismatch")
+    return Batch(
+        data=bytearray(view[pos:pos + size]),
+        record_count=count,
+        last_offset_delta=last_offset_delta,
+        max_timestamp=max_ts,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        base_sequence=base_sequence,
+        transactional=bool(attributes & TRANSACTIONAL),
+        base_offset=base_offset,
+        leader_epoch=leader_epoch,
+        attributes=attributes,
+    )
 
-    Raises RequestError with the error code Apache Kafka answers for that fault.
-    """
-    if not payload:
-        raise RequestError(errors.CorruptRecordError, "empty record set")
-    batches = []
-    for batch, attributes in _frames(payload, max_batch_bytes):
-        if attributes & CODEC_MASK not in KNOWN_CODECS:
-            raise RequestError(errors.UnsupportedCompressionTypeError, "unknown compression codec")
-        if attributes & CONTROL:
-            raise RequestError(errors.InvalidRecordError, "producers may not write control batches")
-        if batch.record_count <= 0 or batch.last_offset_delta != batch.record_count - 1:
-            raise RequestError(errors.InvalidRecordError,
-                               "record count and last offset delta disagree")
-        batches.append(batch)
-    return batches
+
+def split_batches(payload: bytes, max_batch_bytes: int, api_version: int) -> list[Batch]:
+    """Validate one partition's record set from a Produce request (v3+: exactly one v2
+    batch) and return it. Raises RequestError with the code Apache Kafka answers."""
+    frames = list(_frames(payload))
+    if len(frames) != 1:
+        raise RequestError(errors.InvalidRecordError,
+                           "a produce request must carry exactly one record batch per partition")
+    pos, size, magic = frames[0]
+    if magic != 2:
+        raise RequestError(errors.InvalidRecordError, f"message format v{magic}: v2 only")
+    if size > max_batch_bytes:
+        raise RequestError(errors.MessageSizeTooLargeError,
+                           f"batch of {size} bytes is over max.message.bytes={max_batch_bytes}")
+    batch = _batch(memoryview(payload), pos, size)
+    codec = batch.attributes & CODEC_MASK
+    if codec not in KNOWN_CODECS:
+        raise RequestError(errors.UnsupportedCompressionTypeError, "unknown compression codec")
+    if codec == ZSTD and api_version < FIRST_PRODUCE_VERSION_WITH_ZSTD:
+        raise RequestError(errors.UnsupportedCompressionTypeError,
+                           f"zstd needs Produce v{FIRST_PRODUCE_VERSION_WITH_ZSTD} or later")
+    if batch.attributes & CONTROL:
+        raise RequestError(errors.InvalidRecordError, "producers may not write control batches")
+    if batch.record_count <= 0 or batch.last_offset_delta != batch.record_count - 1:
+        raise RequestError(errors.InvalidRecordError, "record count and last offset delta disagree")
+    return [batch]
 
 
 def replicated_batches(payload: bytes) -> list[Batch]:
     """Batches a follower fetched from its leader: already validated and stamped there,
     so only the framing and CRC are checked again."""
-    return [batch for batch, _ in _frames(payload, len(payload))]
+    view = memoryview(payload)
+    return [_batch(view, pos, size) for pos, size, _ in _frames(payload)]

@@ -22,7 +22,7 @@ from kafka.protocol.consumer import FetchRequest
 from broker.errors import RequestError
 from broker.messages import AlterPartitionRequest
 from broker.partition import PartitionLog
-from broker.peer import PeerUnavailable
+from broker.peer import Channel, PeerUnavailable
 from broker.records import replicated_batches
 
 if TYPE_CHECKING:
@@ -80,7 +80,8 @@ class Fetcher:
                 await self._changed.wait()
                 continue
             try:
-                response = await self.node.peers.request(self.leader, self._request(), timeout)
+                response = await self.node.peers.request(self.leader, self._request(), timeout,
+                                                         Channel.REPLICATION)
             except PeerUnavailable as exc:
                 log.debug("fetch from node %d failed: %s", self.leader, exc)
                 await asyncio.sleep(RETRY_BACKOFF)
@@ -100,14 +101,19 @@ class Fetcher:
                 await asyncio.sleep(RETRY_BACKOFF)
 
     def _apply(self, partition: PartitionLog, data) -> asyncio.Future | None:
+        if data.error_code == errors.OffsetOutOfRangeError.errno:
+            return self._out_of_range(partition, data)
         if data.error_code:
             log.debug("fetching %s-%d from %d: error %d", partition.topic, partition.index,
                       self.leader, data.error_code)
             return None
         diverging = data.diverging_epoch
-        if diverging is not None and diverging.epoch >= 0:
+        if diverging is not None:
             epoch, local_end = partition.end_offset_for_epoch(diverging.epoch)
-            offset = min(diverging.end_offset, local_end) if epoch >= 0 else 0
+            if diverging.epoch >= 0 and epoch >= 0:
+                offset = min(diverging.end_offset, local_end)
+            else:  # no epoch in common: keep only what was surely committed
+                offset = partition.high_watermark
             log.info("%s-%d diverges from leader %d at offset %d: truncating", partition.topic,
                      partition.index, self.leader, offset)
             return partition.truncate(offset)
@@ -123,6 +129,18 @@ class Fetcher:
                 partition.rollback()
         partition.follower_high_watermark(data.high_watermark)
         return commit
+
+
+    def _out_of_range(self, partition: PartitionLog, data) -> asyncio.Future | None:
+        """Our end is outside the leader's log: behind its log start (retention or
+        DeleteRecords removed what we lack), or past its end (a suffix it never had)."""
+        if partition.end_offset < data.log_start_offset:
+            log.info("%s-%d starts over at the leader's log start %d", partition.topic,
+                     partition.index, data.log_start_offset)
+            return partition.start_over(data.log_start_offset)
+        if data.high_watermark >= 0 and partition.end_offset > data.high_watermark:
+            return partition.truncate(max(partition.high_watermark, 0))
+        return None
 
 
 class Replication:

@@ -163,5 +163,8 @@ class Connection:
             if self.from_peer and self.node.peers.isolated:
                 return  # isolated while the request waited (a long-polling fetch)
             if data is not None:
-                self.writer.write(data)
-                await self.writer.drain()
+                try:
+                    self.writer.write(data)
+                    await self.writer.drain()
+                except (ConnectionError, OSError):
+                    return  # the client went away: an ordinary disconnect

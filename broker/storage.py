@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS settings (
 );
 """
 
+CHECKPOINT_INTERVAL = 1.0  # seconds
+
 INSERT_BATCH = (
     "INSERT INTO batches (pid, base_offset, last_offset, max_timestamp, leader_epoch, producer_id,"
     " producer_epoch, base_sequence, size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -94,6 +96,7 @@ class Storage:
         self._fsync = fsync_every_commit
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        self._checkpointer: aiosqlite.Connection | None = None
         self._pending: list[tuple[str, Any, Callable[[], None] | None]] = []
         self._commit: asyncio.Future | None = None
         self._wakeup = asyncio.Event()
@@ -104,23 +107,29 @@ class Storage:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        # DEFERRED: the first write of a group opens its transaction (no BEGIN round trip).
+        self._writer = await aiosqlite.connect(self.path, isolation_level="DEFERRED")
         await self._writer.execute("PRAGMA journal_mode=WAL")
         await self._writer.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+        # Checkpoints (and their fsync) run on their own connection, never inside a commit.
+        await self._writer.execute("PRAGMA wal_autocheckpoint=0")
         await self._writer.executescript(SCHEMA)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA query_only=ON")
+        self._checkpointer = await aiosqlite.connect(self.path, isolation_level=None)
         self._writer_task = asyncio.create_task(self._write_loop(), name="storage-writer")
+        self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name="checkpoints")
 
     async def close(self) -> None:
         if self._writer_task is not None:
             await self.flush()
-            self._writer_task.cancel()
-            try:
-                await self._writer_task
-            except asyncio.CancelledError:
-                pass
-        for conn in (self._reader, self._writer):
+            for task in (self._writer_task, self._checkpoint_task):
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        for conn in (self._checkpointer, self._reader, self._writer):
             if conn is not None:
                 await conn.close()
 
@@ -156,7 +165,6 @@ class Storage:
             if not pending:
                 continue
             try:
-                await self._writer.execute("BEGIN")
                 # Consecutive statements with the same SQL become one executemany call:
                 # each call is a hop to SQLite's thread.
                 sql, rows = pending[0][0], []
@@ -166,11 +174,11 @@ class Storage:
                         sql, rows = stmt, []
                     rows.append(params)
                 await self._writer.executemany(sql, rows)
-                await self._writer.execute("COMMIT")
+                await self._writer.commit()
             except Exception as exc:  # disk full, I/O error: every write in it fails
                 log.exception("storage commit failed")
                 try:
-                    await self._writer.execute("ROLLBACK")
+                    await self._writer.rollback()
                 except Exception:
                     pass
                 self.on_failure()
@@ -184,6 +192,15 @@ class Storage:
                     on_commit()
             if commit is not None and not commit.done():
                 commit.set_result(None)
+
+    async def _checkpoint_loop(self) -> None:
+        """Copy the WAL into the database in the background; PASSIVE never blocks writers."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            try:
+                await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except Exception:
+                log.exception("WAL checkpoint failed; trying again")
 
     # -- reads --------------------------------------------------------------------------
 
@@ -234,8 +251,10 @@ class Storage:
         """Remove every batch from `offset` on (a batch boundary)."""
         return self.write("DELETE FROM batches WHERE pid = ? AND base_offset >= ?", (pid, offset))
 
-    async def partition_size(self, pid: int) -> int:
-        rows = await self.query("SELECT COALESCE(SUM(size), 0) FROM batches WHERE pid = ?", (pid,))
+    async def size_below(self, pid: int, offset: int) -> int:
+        """Bytes of the batches wholly below `offset`."""
+        rows = await self.query("SELECT COALESCE(SUM(size), 0) FROM batches"
+                                " WHERE pid = ? AND last_offset < ?", (pid, offset))
         return rows[0][0]
 
     async def first_offset_newer_than(self, pid: int, timestamp_ms: int, end: int) -> int:

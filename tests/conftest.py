@@ -6,7 +6,6 @@ import os
 import random
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -35,25 +34,6 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 20.0) -
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"node did not listen on {port} within {timeout} s")
-
-
-def kafka_request(port: int, request, response_class, client_id: str = "tests"):
-    """One request over a fresh connection, with kafka-python's classes; its decoded answer."""
-    request.with_header(correlation_id=1, client_id=client_id)
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request.encode(header=True, framed=True))
-        size = struct.unpack(">i", receive(sock, 4))[0]
-        return response_class.decode(receive(sock, size), version=request.API_VERSION, header=True)
-
-
-def receive(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
 
 
 class NodeProcess:

@@ -17,8 +17,8 @@ from kafka.protocol.admin import (
     AlterConfigsRequest, AlterConfigsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 )
 from kafka.protocol.consumer import (
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
@@ -56,11 +56,6 @@ INVALID_RECORD = 87
 
 LATEST = -1
 CRC_AT, CRC_START, RECORD_COUNT_AT = 17, 21, 57
-
-
-def diverges(reason: str):
-    """A test of Kafka's behaviour that this broker does not match yet."""
-    return pytest.mark.xfail(reason=reason, strict=True)
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +290,10 @@ def sweep_request(api_key: int, version: int, topic: str):
     if api_key == 37:
         return CreatePartitionsRequest(version=version, timeout_ms=10000, validate_only=False, topics=[
             CreatePartitionsRequest.CreatePartitionsTopic(name=topic, count=2, assignments=None)])
+    if api_key == 55:
+        Topic = DescribeQuorumRequest.TopicData
+        return DescribeQuorumRequest(version=version, topics=[Topic(
+            topic_name="__cluster_metadata", partitions=[Topic.PartitionData(partition_index=0)])])
     if api_key == 60:
         return DescribeClusterRequest(version=version)
     raise ValueError(f"no sweep request for API key {api_key}")
@@ -304,7 +303,8 @@ RESPONSES = {r.API_KEY: r for r in [
     ProduceResponse, FetchResponse, ListOffsetsResponse, MetadataResponse, FindCoordinatorResponse,
     ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse,
     InitProducerIdResponse, DescribeConfigsResponse, AlterConfigsResponse,
-    IncrementalAlterConfigsResponse, CreatePartitionsResponse, DescribeClusterResponse]}
+    IncrementalAlterConfigsResponse, CreatePartitionsResponse, DescribeQuorumResponse,
+    DescribeClusterResponse]}
 
 
 def error_codes(value) -> list[int]:
@@ -541,18 +541,12 @@ def legacy_message() -> bytes:
 # whose record set holds no whole batch, or more than one, with INVALID_RECORD; a batch
 # length under 14 or a magic outside 0..2 with CORRUPT_MESSAGE.
 @pytest.mark.parametrize("records, error", [
-    pytest.param(b"", INVALID_RECORD, id="empty",
-                 marks=diverges("broker answers CORRUPT_MESSAGE (2)")),
-    pytest.param(b"\x00" * 10, INVALID_RECORD, id="shorter-than-length-field",
-                 marks=diverges("broker answers CORRUPT_MESSAGE (2)")),
-    pytest.param(batch()[:-3], INVALID_RECORD, id="truncated",
-                 marks=diverges("broker answers CORRUPT_MESSAGE (2)")),
-    pytest.param(batch() + batch(), INVALID_RECORD, id="two-batches",
-                 marks=diverges("broker accepts several batches per partition")),
-    pytest.param(legacy_message(), INVALID_RECORD, id="magic-1",
-                 marks=diverges("broker answers CORRUPT_MESSAGE (2)")),
-    pytest.param(with_byte(batch(), 16, 3), CORRUPT_MESSAGE, id="magic-3",
-                 marks=diverges("broker answers UNSUPPORTED_FOR_MESSAGE_FORMAT (43)")),
+    pytest.param(b"", INVALID_RECORD, id="empty"),
+    pytest.param(b"\x00" * 10, INVALID_RECORD, id="shorter-than-length-field"),
+    pytest.param(batch()[:-3], INVALID_RECORD, id="truncated"),
+    pytest.param(batch() + batch(), INVALID_RECORD, id="two-batches"),
+    pytest.param(legacy_message(), INVALID_RECORD, id="magic-1"),
+    pytest.param(with_byte(batch(), 16, 3), CORRUPT_MESSAGE, id="magic-3"),
     pytest.param(struct.pack(">qi", 0, 5) + batch()[12:], CORRUPT_MESSAGE, id="length-under-14"),
 ])
 def test_malformed_record_set(node, topic, records, error):
@@ -561,11 +555,11 @@ def test_malformed_record_set(node, topic, records, error):
         assert raw.latest_offset(topic) == 0
 
 
-@diverges("broker answers CORRUPT_MESSAGE (2); Kafka trims a trailing partial batch")
 def test_trailing_partial_batch_is_trimmed(node, topic):
+    whole = batch([b"whole"])
     with Raw(node) as raw:
-        assert raw.produce(topic, batch([b"whole"]) + b"\x00\x01") == (0, 0)
-        assert raw.fetch(topic, 0).records[16:] == batch([b"whole"])[16:]
+        assert raw.produce(topic, whole + b"\x00\x01") == (0, 0)
+        assert raw.fetch(topic, 0).records[16:] == whole[16:]
 
 
 def test_record_count_disagreeing_with_offsets_is_invalid_record(node, topic):
@@ -611,7 +605,6 @@ def test_acks_all_with_fewer_replicas_than_min_insync(node):
         assert raw.produce(name, batch(), acks=1) == (0, 0)
 
 
-@diverges("broker accepts zstd batches in Produce v3-v6")
 def test_zstd_before_produce_v7_is_unsupported(node, topic):
     zstd = batch([b"compressed"] * 3, codec=DefaultRecordBatchBuilder.CODEC_ZSTD)
     with Raw(node) as raw:

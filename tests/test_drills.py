@@ -9,11 +9,10 @@ from __future__ import annotations
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.protocol.metadata import (
-    ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-)
+from kafka.protocol.metadata import ApiVersionsRequest, MetadataRequest
 
-from conftest import Cluster, kafka_request, process_state, wait_until
+from broker.cluster import probe
+from conftest import Cluster, process_state, wait_until
 
 TOPIC = "drills"
 PARTITIONS = 3
@@ -53,28 +52,26 @@ def cli_ok(cluster: Cluster, *args: str) -> str:
     return result.stdout
 
 
-def metadata(cluster: Cluster, asked: int) -> MetadataResponse | None:
-    """Metadata of the drills topic as node `asked` sees it, or None if it cannot answer."""
-    request = MetadataRequest(version=5, topics=[MetadataRequest.MetadataRequestTopic(name=TOPIC)],
-                              allow_auto_topic_creation=False)
-    try:
-        return kafka_request(port(cluster, asked), request, MetadataResponse)
-    except OSError:
-        return None
+def address(cluster: Cluster, node_id: int) -> str:
+    return f"127.0.0.1:{port(cluster, node_id)}"
 
 
 def brokers(cluster: Cluster, asked: int) -> list[int]:
-    response = metadata(cluster, asked)
-    return sorted(b.node_id for b in response.brokers) if response else []
+    try:
+        answer = probe.ask_any(address(cluster, asked), MetadataRequest(version=1, topics=None))
+    except probe.NoAnswer:
+        return []
+    return sorted(b.node_id for b in answer.brokers)
 
 
 def partitions(cluster: Cluster, asked: int) -> dict[int, tuple[int, list[int]]]:
     """{partition: (leader, isr)} of the drills topic, as node `asked` sees it ({} if it
     cannot answer)."""
-    response = metadata(cluster, asked)
-    return {p.partition_index: (p.leader_id, sorted(p.isr_nodes))
-            for t in (response.topics if response else []) if not t.error_code
-            for p in t.partitions}
+    try:
+        seen = probe.partitions(address(cluster, asked), TOPIC)
+    except probe.NoAnswer:
+        return {}
+    return {index: (p.leader, sorted(p.isr)) for index, p in seen.items() if not p.error_code}
 
 
 def led_by(cluster: Cluster, asked: int, node_id: int) -> set[int]:
@@ -119,8 +116,7 @@ def test_isolated_node_loses_its_leaderships_but_still_answers_clients(cluster):
                           len(partitions(cluster, witness)) == PARTITIONS, WAIT), \
             partitions(cluster, witness)
         # ... while a client still reaches it.
-        answer = kafka_request(port(cluster, leader), ApiVersionsRequest(version=0),
-                               ApiVersionsResponse)
+        answer = probe.call(("127.0.0.1", port(cluster, leader)), ApiVersionsRequest(version=0))
         assert answer.error_code == 0 and answer.api_keys
     finally:
         cli_ok(cluster, "heal", str(leader))

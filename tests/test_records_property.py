@@ -13,11 +13,12 @@ from kafka import errors
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from broker.errors import RequestError
-from broker.records import split_batches
+from broker.records import replicated_batches, split_batches
 
 CRC_AT = 17
 LENGTH_AT = 8
 MAGIC_AT = 16
+PRODUCE_VERSION = 9  # any v7+ version: every codec is allowed
 NO_LIMIT = 1 << 30
 CODECS = [DefaultRecordBatchBuilder.CODEC_NONE, DefaultRecordBatchBuilder.CODEC_GZIP]
 
@@ -57,7 +58,7 @@ def batches(draw) -> tuple[bytes, list, tuple | None]:
 def reject_code(payload: bytes, max_batch_bytes: int = NO_LIMIT) -> int | None:
     """The Kafka error code split_batches answers with, None when it accepts."""
     try:
-        split_batches(payload, max_batch_bytes)
+        split_batches(payload, max_batch_bytes, PRODUCE_VERSION)
     except RequestError as exc:
         return exc.code
     return None
@@ -67,7 +68,7 @@ def reject_code(payload: bytes, max_batch_bytes: int = NO_LIMIT) -> int | None:
 @given(batches())
 def test_valid_batch_is_accepted_as_sent(built):
     data, records, producer = built
-    (batch,) = split_batches(data, len(data))
+    (batch,) = split_batches(data, len(data), PRODUCE_VERSION)
     assert bytes(batch.data) == data
     assert batch.record_count == len(records)
     assert batch.last_offset_delta == len(records) - 1
@@ -81,7 +82,7 @@ def test_valid_batch_is_accepted_as_sent(built):
 @given(batches(), st.integers(min_value=0, max_value=2**62), st.integers(min_value=0, max_value=2**31 - 1))
 def test_stamped_offset_keeps_the_crc_valid(built, base_offset, leader_epoch):
     data, records, _ = built
-    (batch,) = split_batches(data, NO_LIMIT)
+    (batch,) = split_batches(data, NO_LIMIT, PRODUCE_VERSION)
     batch.stamp(base_offset, leader_epoch)
     stored = DefaultRecordBatch(bytes(batch.data))
     assert stored.validate_crc()
@@ -96,7 +97,7 @@ def test_stamped_offset_keeps_the_crc_valid(built, base_offset, leader_epoch):
 @given(batches(), st.integers(min_value=0, max_value=2**41))
 def test_log_append_time_rewrites_timestamps_with_a_valid_crc(built, now_ms):
     data, records, _ = built
-    (batch,) = split_batches(data, NO_LIMIT)
+    (batch,) = split_batches(data, NO_LIMIT, PRODUCE_VERSION)
     batch.stamp(7, 0)
     batch.set_log_append_time(now_ms)
     stored = DefaultRecordBatch(bytes(batch.data))
@@ -128,7 +129,7 @@ def test_flipped_byte_before_the_crc(built, at, flip):
     if LENGTH_AT <= at < MAGIC_AT - 4 or at == MAGIC_AT:
         assert reject_code(bytes(damaged)) is not None
     else:
-        (batch,) = split_batches(bytes(damaged), NO_LIMIT)
+        (batch,) = split_batches(bytes(damaged), NO_LIMIT, PRODUCE_VERSION)
         assert batch.record_count == len(records)
 
 
@@ -149,10 +150,17 @@ def test_batch_with_random_bytes_spliced_in_raises_only_request_errors(built, no
 @FEW
 @given(st.lists(batches(), min_size=1, max_size=5))
 def test_concatenated_batches_split_back(built):
+    """A follower's fetch carries many batches: they split back as they were built."""
     payloads = [data for data, _, _ in built]
-    split = split_batches(b"".join(payloads), NO_LIMIT)
+    split = replicated_batches(b"".join(payloads))
     assert [bytes(b.data) for b in split] == payloads
     assert [b.record_count for b in split] == [len(records) for _, records, _ in built]
+
+
+@FEW
+@given(st.lists(batches(), min_size=2, max_size=4))
+def test_a_produce_carries_exactly_one_batch(built):
+    assert reject_code(b"".join(data for data, _, _ in built)) == errors.InvalidRecordError.errno
 
 
 @FEW

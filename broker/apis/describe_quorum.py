@@ -7,7 +7,7 @@ when no leader is reachable it answers NOT_LEADER_OR_FOLLOWER with the leader it
 from kafka import errors
 from kafka.protocol.admin import DescribeQuorumRequest, DescribeQuorumResponse
 
-from broker.peer import PeerUnavailable, is_peer_client
+from broker.peer import Channel, PeerUnavailable, is_peer_client
 from broker.protocol import api
 from broker.raft import METADATA_TOPIC
 
@@ -25,7 +25,8 @@ async def describe_quorum(request, ctx):
     leads = quorum.leader_id == node.node_id
     if not leads and quorum.leader_id is not None and not is_peer_client(ctx.client_id):
         try:
-            return await node.peers.request(quorum.leader_id, request, quorum.request_timeout)
+            return await node.peers.request(quorum.leader_id, request, quorum.request_timeout,
+                                            Channel.QUORUM)
         except PeerUnavailable:
             pass
     topics = {}
@@ -47,10 +48,11 @@ async def describe_quorum(request, ctx):
                 leader_id=-1 if quorum.leader_id is None else quorum.leader_id,
                 leader_epoch=quorum.epoch, high_watermark=-1, current_voters=[], observers=[])
         topics.setdefault(name, []).append(data)
-    nodes = [Node(version=version, node_id=voter,
-                  listeners=[Node.Listener(version=version, name="PLAINTEXT", host=host, port=port)])
-             for voter, (host, port) in sorted(node.config.voters.items())
-             if version >= 2]  # the voters' endpoints are in v2+ answers only
+    nodes = []
+    if version >= 2:  # the voters' endpoints came in v2
+        nodes = [Node(version=version, node_id=voter, listeners=[
+                     Node.Listener(version=version, name="PLAINTEXT", host=host, port=port)])
+                 for voter, (host, port) in sorted(node.config.voters.items())]
     return DescribeQuorumResponse(
         version=version, error_code=0, error_message=None,
         topics=[Topic(version=version, topic_name=name, partitions=parts)

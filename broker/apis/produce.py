@@ -41,7 +41,8 @@ def append(node, request, topic_name: str, index: int, records: bytes | None) ->
                                f"acks must be -1, 0 or 1, not {request.acks}")
         partition = node.partition(topic_name, index)
         topic = node.image.topics[topic_name]
-        batches = split_batches(records or b"", node.topic_config(topic, "max.message.bytes"))
+        batches = split_batches(records or b"", node.topic_config(topic, "max.message.bytes"),
+                                request.API_VERSION)
         if request.transactional_id is not None or any(b.transactional for b in batches):
             raise RequestError(errors.InvalidTxnStateError,
                                "transactions are not supported by this broker")
@@ -51,12 +52,11 @@ def append(node, request, topic_name: str, index: int, records: bytes | None) ->
                 raise RequestError(errors.NotEnoughReplicasError,
                                    f"{len(partition.isr)} in-sync replicas, "
                                    f"min.insync.replicas={required}")
-        log_append_time = node.topic_config(topic, "message.timestamp.type") == "LogAppendTime"
+        if node.topic_config(topic, "message.timestamp.type") == "LogAppendTime":
+            outcome.append_time_ms = int(time.time() * 1000)
         outcome.partition = partition
         outcome.base_offset, outcome.end_offset, outcome.commit = partition.append(
-            batches, log_append_time)
-        if log_append_time:
-            outcome.append_time_ms = int(time.time() * 1000)
+            batches, outcome.append_time_ms if outcome.append_time_ms >= 0 else None)
     except RequestError as exc:
         outcome.error = exc
     return outcome

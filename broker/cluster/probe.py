@@ -1,56 +1,95 @@
-"""Ask a running cluster, over the Kafka protocol, which node is the active controller.
+"""A running cluster seen from outside, through plain Kafka requests: who leads each
+partition, which replicas are in sync, which node is the active controller.
 
-The active controller is the metadata quorum's leader. DescribeQuorum (API 55) sent to
-any node is answered by the leader itself (the node forwards it), so an answer without
-an error names the leader as the leader sees itself; a node that cannot reach a leader
-answers with an error and is not believed.
+Each question is one request on a fresh connection to one node, so the answer is that
+node's view now, with no client-side metadata cache in between. `bootstrap` is the
+"host:port,host:port" list of `kraftboard cluster status --json`; the first node that
+answers is asked.
 """
 from __future__ import annotations
 
-import asyncio
+import socket
 import struct
+from dataclasses import dataclass
 
-from kafka.protocol.admin import DescribeQuorumRequest, DescribeQuorumResponse
+from kafka.protocol.admin import DescribeQuorumRequest
+from kafka.protocol.api_message import ApiMessage
+from kafka.protocol.metadata import MetadataRequest
 
-from broker.raft import METADATA_TOPIC
-
-PROBE_TIMEOUT = 2.0  # seconds per node
-CLIENT_ID = "kraftboard-supervisor"
-
-
-async def active_controller(addresses: list[tuple[str, int]]) -> int | None:
-    """The leader named by the first node that answers for it, or None if none does."""
-    asks = [asyncio.create_task(_quorum_leader(host, port)) for host, port in addresses]
-    try:
-        for answer in asyncio.as_completed(asks):
-            leader = await answer
-            if leader is not None:
-                return leader
-        return None
-    finally:
-        for ask in asks:
-            ask.cancel()
+METADATA_VERSION = 9
+CLIENT_ID = "kraftboard-probe"
 
 
-async def _quorum_leader(host: str, port: int) -> int | None:
-    topic = DescribeQuorumRequest.TopicData
-    request = DescribeQuorumRequest(version=0, topics=[topic(
-        topic_name=METADATA_TOPIC, partitions=[topic.PartitionData(partition_index=0)])])
+class NoAnswer(Exception):
+    """No node of the cluster answered."""
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    leader: int  # -1: none
+    leader_epoch: int
+    replicas: list[int]
+    isr: list[int]
+    error_code: int
+
+
+def call(address: tuple[str, int], request: ApiMessage, timeout: float = 5.0) -> ApiMessage:
+    """Send one request to one node and return its decoded response."""
     request.with_header(correlation_id=1, client_id=CLIENT_ID)
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(request.encode(header=True, framed=True))
-                size = struct.unpack(">i", await reader.readexactly(4))[0]
-                frame = await reader.readexactly(size)
-            finally:
-                writer.close()
-        response = DescribeQuorumResponse.decode(frame, version=0, header=True)
-        partition = response.topics[0].partitions[0]
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, struct.error, IndexError,
-            ValueError):
-        return None
-    if response.error_code or partition.error_code or partition.leader_id < 0:
-        return None
-    return partition.leader_id
+    with socket.create_connection(address, timeout=timeout) as sock:
+        sock.sendall(request.encode(header=True, framed=True))
+        size = struct.unpack(">i", _receive(sock, 4))[0]
+        return request.header.get_response_class().decode(_receive(sock, size), header=True)
+
+
+def _receive(sock: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the node closed the connection")
+        data += chunk
+    return bytes(data)
+
+
+def ask_any(bootstrap: str, request: ApiMessage, timeout: float = 2.0) -> ApiMessage:
+    """The answer of the first node in `bootstrap` that gives one."""
+    failures = []
+    for entry in bootstrap.split(","):
+        host, _, port = entry.strip().rpartition(":")
+        try:
+            return call((host, int(port)), request, timeout)
+        except OSError as exc:  # down, refusing, or not serving clients yet (a timeout)
+            failures.append(f"{entry}: {exc!r}")
+    raise NoAnswer("; ".join(failures))
+
+
+def partitions(bootstrap: str, topic: str) -> dict[int, PartitionState]:
+    """{partition: state} of `topic`; empty when the topic is unknown."""
+    request = MetadataRequest(version=METADATA_VERSION, allow_auto_topic_creation=False,
+                              include_topic_authorized_operations=False,
+                              topics=[MetadataRequest.MetadataRequestTopic(name=topic)])
+    found = ask_any(bootstrap, request).topics[0]
+    return {p.partition_index: PartitionState(p.leader_id, p.leader_epoch, list(p.replica_nodes),
+                                              list(p.isr_nodes), p.error_code)
+            for p in found.partitions}
+
+
+def quorum_leader(bootstrap: str) -> int | None:
+    """The metadata quorum's leader (the active controller), or None when there is none.
+
+    A node forwards DescribeQuorum to the leader, so an answer without an error is the
+    leader's own; a node that cannot reach one answers with an error, and the next node
+    in `bootstrap` is asked.
+    """
+    topic = DescribeQuorumRequest.TopicData
+    request = DescribeQuorumRequest(version=1, topics=[topic(
+        topic_name="__cluster_metadata", partitions=[topic.PartitionData(partition_index=0)])])
+    for entry in bootstrap.split(","):
+        try:
+            data = ask_any(entry, request).topics[0].partitions[0]
+        except NoAnswer:
+            continue
+        if data.error_code == 0 and data.leader_id >= 0:
+            return data.leader_id
+    return None

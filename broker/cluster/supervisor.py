@@ -26,7 +26,7 @@ from typing import Any
 
 from broker.cluster import ClusterError, client
 from broker.cluster.layout import Layout
-from broker.cluster.probe import active_controller
+from broker.cluster.probe import quorum_leader
 from broker.config import ConfigError, NodeConfig
 
 log = logging.getLogger(__name__)
@@ -381,8 +381,9 @@ class Supervisor:
     async def status(self, request: dict) -> dict:
         """Every node's state, and the active controller as the cluster itself says."""
         # Paused and isolated nodes would hang or answer from a stale view: not asked.
-        controller = await active_controller(
-            [n.address for n in self.nodes.values() if n.state is State.RUNNING])
+        running = ",".join(f"{n.address[0]}:{n.address[1]}" for n in self.nodes.values()
+                           if n.state is State.RUNNING)
+        controller = await asyncio.to_thread(quorum_leader, running) if running else None
         nodes = [{**node.describe(), "controller": node.id == controller}
                  for node in self.nodes.values()]
         return {"bootstrap": ",".join(f"{n['host']}:{n['port']}" for n in nodes),

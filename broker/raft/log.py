@@ -67,7 +67,7 @@ class MetadataLog(PartitionLog):
                       ) -> tuple[int, asyncio.Future]:
         """Leader append of one batch; returns its last offset and its commit."""
         _, end, commit = self.append(replicated_batches(build_batch(values, control_key)),
-                                     log_append_time=False)
+                                     log_append_time_ms=None)
         return end - 1, commit
 
     def _store(self, batch, base_offset: int, epoch: int) -> asyncio.Future:

@@ -32,10 +32,10 @@ from kafka import errors
 from kafka.protocol.admin import DescribeQuorumResponse
 from kafka.protocol.consumer import FetchRequest, FetchResponse
 
-from broker.peer import PeerUnavailable, Peers
+from broker.peer import Channel, PeerUnavailable, Peers
 from broker.protocol import RequestContext
 from broker.raft.log import LEADER_CHANGE_KEY, METADATA_TOPIC, MetadataLog
-from broker.raft.messages import (
+from broker.messages import (
     BeginQuorumEpochRequest, EndQuorumEpochRequest, VoteRequest, VoteResponse,
 )
 from broker.records import replicated_batches
@@ -365,7 +365,8 @@ class MetadataQuorum:
                 last_offset_epoch=self.log.last_epoch, last_offset=self.log.end_offset,
                 pre_vote=pre_vote)])])
         try:
-            return voter, await self.peers.request(voter, request, self.request_timeout)
+            return voter, await self.peers.request(voter, request, self.request_timeout,
+                                                   Channel.QUORUM)
         except PeerUnavailable:
             return voter, None
 
@@ -404,7 +405,8 @@ class MetadataQuorum:
             topic(topic_name=METADATA_TOPIC, partitions=[topic.PartitionData(
                 partition_index=0, leader_id=self.node_id, leader_epoch=epoch)])])
         try:
-            response = await self.peers.request(voter, request, self.request_timeout)
+            response = await self.peers.request(voter, request, self.request_timeout,
+                                                Channel.QUORUM)
         except PeerUnavailable:
             return
         for result in (p for t in response.topics for p in t.partitions):
@@ -419,7 +421,7 @@ class MetadataQuorum:
             topic(topic_name=METADATA_TOPIC, partitions=[topic.PartitionData(
                 partition_index=0, leader_id=self.node_id, leader_epoch=self.epoch,
                 preferred_successors=others)])])
-        await asyncio.gather(*(self.peers.request(v, request, self.request_timeout)
+        await asyncio.gather(*(self.peers.request(v, request, self.request_timeout, Channel.QUORUM)
                                for v in others), return_exceptions=True)
 
     async def _follow(self) -> None:
@@ -454,7 +456,8 @@ class MetadataQuorum:
                 partition=0, current_leader_epoch=self.epoch, fetch_offset=self.log.end_offset,
                 last_fetched_epoch=self.log.last_epoch, log_start_offset=0,
                 partition_max_bytes=FETCH_MAX_BYTES)])])
-        return await self.peers.request(node, request, self.fetch_max_wait + self.request_timeout)
+        return await self.peers.request(node, request, self.fetch_max_wait + self.request_timeout,
+                                        Channel.METADATA_FETCH)
 
     async def _fetched(self, response) -> bool:
         """Apply a leader's fetch answer; False when it was an error."""

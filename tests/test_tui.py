@@ -1,0 +1,159 @@
+"""The console, driven by Textual's Pilot against a real 3-node cluster run by a supervisor."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from broker import cli
+from tests.conftest import REPO, free_port
+from tui.app import KraftboardApp
+from tui.config import Settings
+from tui.demo import DEMO_TOPICS, DemoProducer
+from tui.local import LocalCluster
+from tui.source import ClusterSource
+from tui.widgets.live_table import LiveTable, plain
+
+SIZE = (140, 44)
+
+
+def kraftboard(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "broker", "--log-level", "WARNING", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> LocalCluster:
+    """Three nodes under a detached supervisor, as `kraftboard` itself starts them."""
+    data_dir = tmp_path_factory.mktemp("tui") / "cluster"
+    for _ in range(3):  # the nodes need three consecutive free ports
+        started = kraftboard("cluster", "start", "--detach", "--brokers", "3",
+                             "--data-dir", str(data_dir), "--port", str(free_port()))
+        if started.returncode == 0:
+            break
+    else:
+        pytest.fail(f"the cluster did not start: {started.stderr}")
+    yield LocalCluster(data_dir)
+    kraftboard("cluster", "stop", "--data-dir", str(data_dir))
+
+
+def console(cluster: LocalCluster, tmp_path: Path, demo: bool = True) -> KraftboardApp:
+    bootstrap = cluster.bootstrap()
+    return KraftboardApp(ClusterSource(bootstrap, local=cluster), f"local {bootstrap}",
+                         Settings(path=tmp_path / "config.yaml"),
+                         demo=DemoProducer(bootstrap, rate=20) if demo else None,
+                         refresh_interval=0.3)
+
+
+async def until(pilot, condition: Callable[[], object], timeout: float = 30.0,
+                what: str = "the condition") -> None:
+    """Let the app run until `condition()` holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def rows(app: KraftboardApp, table_id: str) -> dict[str, list[str]]:
+    """A table of the visible view as {row key: [plain cells]}."""
+    table = app.visible_view().query_one(f"#{table_id}", LiveTable)
+    return {row.key.value: [plain(c) for c in table.get_row(row.key)]
+            for row in table.ordered_rows}
+
+
+async def test_cluster_view_shows_brokers_and_quorum(cluster, tmp_path):
+    app = console(cluster, tmp_path, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: len(rows(app, "voters")) == 3, what="three voters")
+        brokers = rows(app, "brokers")
+        assert sorted(brokers) == ["1", "2", "3"]
+        assert all(cells[2] == "online" for cells in brokers.values())
+        roles = [cells[5] for cells in brokers.values()]
+        assert sum("quorum leader" in role for role in roles) == 1
+        leader = app.snapshot.quorum.leader
+        assert "(leader)" in rows(app, "voters")[str(leader)][0]
+
+
+async def test_topics_view_counts_demo_records(cluster, tmp_path):
+    app = console(cluster, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: set(DEMO_TOPICS) <= set(rows(app, "topics")),
+                    what="the demo topics")
+
+        def counted() -> bool:
+            table = rows(app, "topics")
+            return all(int(table[t][4].replace(",", "")) > 0 and table[t][5] not in ("-", "0.0")
+                       for t in DEMO_TOPICS)
+
+        await until(pilot, counted, what="records and a rate on every demo topic")
+        assert rows(app, "topics")["orders"][1:3] == ["3", "3"]
+
+
+async def test_create_grow_and_delete_a_topic_from_the_keyboard(cluster, tmp_path):
+    app = console(cluster, tmp_path, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: app.snapshot is not None)
+        await pilot.press("n")
+        await pilot.click("#name")
+        await pilot.press(*"audit", "tab", "backspace", "2", "tab", "backspace", "2", "enter")
+        await until(pilot, lambda: "audit" in rows(app, "topics"), what="the new topic")
+        assert rows(app, "topics")["audit"][1:3] == ["2", "2"]
+
+        app.screen.query_one(LiveTable).select_key("audit")
+        await pilot.press("a", "backspace", "4", "enter")
+        await until(pilot, lambda: rows(app, "topics")["audit"][1] == "4", what="4 partitions")
+
+        await pilot.press("d")
+        await pilot.press(*"audi", "enter")  # a wrong name keeps the dialog open
+        assert "audit" in rows(app, "topics")
+        await pilot.press("t", "enter")
+        await until(pilot, lambda: "audit" not in rows(app, "topics"), what="the deletion")
+
+
+async def test_topic_detail_lists_partitions(cluster, tmp_path):
+    app = console(cluster, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: "orders" in rows(app, "topics"))
+        app.screen.query_one(LiveTable).select_key("orders")
+        await pilot.press("enter")
+        await until(pilot, lambda: len(app.screen.query("#partitions")) == 1
+                    and len(rows(app, "partitions")) == 3, what="three partitions")
+        for index, (partition, leader, replicas, isr, *_) in rows(app, "partitions").items():
+            assert partition == index
+            assert leader in replicas.split(",")
+            assert sorted(isr.split(",")) == sorted(replicas.split(","))
+        await pilot.press("escape")
+        assert app.screen.query("#topics")
+
+
+async def test_theme_switch_is_remembered(cluster, tmp_path):
+    app = console(cluster, tmp_path, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.theme == "kraftboard-dark"
+        assert {"kraftboard-light", "kraftboard-colorblind"} <= set(app.available_themes)
+        app.theme = "kraftboard-colorblind"
+        await pilot.pause()
+    saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert saved["theme"] == "kraftboard-colorblind"
+    assert Settings.load(tmp_path / "config.yaml").theme == "kraftboard-colorblind"
+
+
+def test_a_bad_client_config_is_refused_with_file_key_and_reason(tmp_path, capsys):
+    config = tmp_path / "client.yaml"
+    config.write_text(yaml.safe_dump({"security.protocol": "SASL_SSL",
+                                      "sasl.mechanisms": "PLAIN"}))
+    code = cli.main(["ui", "--bootstrap-server", "127.0.0.1:1", "--client-config", str(config)])
+    assert code == 2
+    error = capsys.readouterr().err
+    assert str(config) in error and "sasl.mechanisms" in error
+    assert "did you mean 'sasl.mechanism'" in error
