@@ -72,9 +72,10 @@ async def test_cluster_view_shows_brokers_and_quorum(cluster, tmp_path):
     app = console(cluster, tmp_path, demo=False)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: len(rows(app, "voters")) == 3, what="three voters")
+        await until(pilot, lambda: [cells[2] for cells in rows(app, "brokers").values()]
+                    == ["online"] * 3, what="three brokers online")
         brokers = rows(app, "brokers")
         assert sorted(brokers) == ["1", "2", "3"]
-        assert all(cells[2] == "online" for cells in brokers.values())
         roles = [cells[5] for cells in brokers.values()]
         assert sum("quorum leader" in role for role in roles) == 1
         leader = app.snapshot.quorum.leader
@@ -157,3 +158,100 @@ def test_a_bad_client_config_is_refused_with_file_key_and_reason(tmp_path, capsy
     error = capsys.readouterr().err
     assert str(config) in error and "sasl.mechanisms" in error
     assert "did you mean 'sasl.mechanism'" in error
+
+
+async def test_groups_view_shows_why_it_is_empty_or_the_groups(cluster, tmp_path):
+    app = console(cluster, tmp_path, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        await until(pilot, lambda: app.snapshot is not None)
+        await pilot.pause(0.2)
+        note = app.screen.query_one("#groups-empty")
+        if app.snapshot.groups:
+            assert note.has_class("hidden") and rows(app, "groups")
+        else:
+            assert not note.has_class("hidden")
+            text = str(note.render())
+            assert ("No consumer groups" in text) and (app.snapshot.groups_error or "yet") in text
+
+
+def broker_serves(api_key: int) -> bool:
+    import broker.apis  # noqa: F401 (registers the APIs)
+    from broker.protocol import REGISTRY
+    return api_key in REGISTRY
+
+
+@pytest.mark.skipif(not broker_serves(16), reason="the broker has no consumer groups yet")
+async def test_a_paused_consumer_groups_lag_rises(cluster, tmp_path):
+    from aiokafka import AIOKafkaConsumer
+    app = console(cluster, tmp_path)
+    consumer = AIOKafkaConsumer("orders", group_id="tui-lag", bootstrap_servers=cluster.bootstrap(),
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await consumer.getmany(timeout_ms=3000)
+            await consumer.commit()
+            await pilot.press("3")
+            await until(pilot, lambda: "tui-lag" in rows(app, "groups"), what="the group")
+            first = int(rows(app, "groups")["tui-lag"][4].replace(",", ""))
+            await until(pilot, lambda: int(rows(app, "groups")["tui-lag"][4].replace(",", ""))
+                        > first, what="the lag to rise while the consumer is paused")
+    finally:
+        await consumer.stop()
+
+
+async def test_a_record_produced_from_the_dialog_shows_in_the_tail(cluster, tmp_path):
+    from tui.widgets.record_log import RecordLog
+    app = console(cluster, tmp_path, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot and "payments" in app.snapshot.topics)
+        await pilot.press("4", "t")
+        options = app.screen.query_one("OptionList")
+        options.highlighted = sorted(app.snapshot.topics).index("payments")
+        await pilot.press("enter")
+        view = app.visible_view()
+        await until(pilot, lambda: view.topic == "payments", what="the tail on payments")
+        await pilot.press("p")
+        await pilot.click("#key")
+        await pilot.press(*"k-42", "tab", *'{"hello": 1}', "tab", *"trace=abc", "tab", "1",
+                          "enter")
+        log = view.query_one(RecordLog)
+
+        def arrived():
+            return [r for r in log.records if r.key == b"k-42"]
+
+        await until(pilot, arrived, what="the produced record in the tail")
+        record = arrived()[0]
+        assert (record.partition, record.value, record.headers) == \
+            (1, b'{"hello": 1}', (("trace", b"abc"),))
+        await pilot.press("f")  # JSON: the detail pane pretty-prints the value
+        assert '"hello": 1' in str(view.query_one("#record").render())
+
+
+async def test_killing_a_partition_leader_from_the_keyboard(cluster, tmp_path):
+    app = console(cluster, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: "orders-0" in rows(app, "drill-partitions"))
+        partitions = app.screen.query_one("#drill-partitions", LiveTable)
+        partitions.select_key("orders-0")
+        partitions.focus()
+        old_leader = int(rows(app, "drill-partitions")["orders-0"][1])
+        await pilot.press("l")
+        await pilot.press("enter")  # confirm
+        try:
+            await until(pilot, lambda: rows(app, "drill-brokers")[str(old_leader)][2] == "killed",
+                        what="the broker marked killed")
+            await until(pilot, lambda: rows(app, "drill-partitions")["orders-0"][1]
+                        not in (str(old_leader), "none"), what="a new leader for orders-0")
+            new_leader = rows(app, "drill-partitions")["orders-0"][1]
+            texts = [event.text for event in app.events]
+            assert f"leader election on orders-0: broker {new_leader} (was broker {old_leader})" \
+                in texts
+            assert any(t.startswith(f"broker {old_leader} is killed") for t in texts)
+            await pilot.press("1")
+            log = app.screen.query_one("#events")
+            assert any("leader election on orders-0" in line.text for line in log.lines)
+        finally:
+            await cluster.drill("restart", old_leader)

@@ -27,6 +27,9 @@ from tui.source import ClusterSource, describe_error
 from tui.themes import DEFAULT_THEME, load_themes
 from tui.views.base import View
 from tui.views.cluster import ClusterView
+from tui.views.drills import DrillsView
+from tui.views.groups import GroupsView
+from tui.views.messages import MessagesView
 from tui.views.topics import TopicsView
 from tui.widgets.chrome import StatusLine
 
@@ -48,8 +51,10 @@ class SnapshotFailed(Message):
 class KraftboardApp(App):
     TITLE = "kraftboard"
     CSS_PATH = "app.tcss"
-    VIEW_TITLES = {"cluster": "Cluster", "topics": "Topics"}
-    MODES = {"cluster": ClusterView, "topics": TopicsView}
+    VIEW_TITLES = {"cluster": "Cluster", "topics": "Topics", "groups": "Groups",
+                   "messages": "Messages", "drills": "Drills"}
+    MODES = {"cluster": ClusterView, "topics": TopicsView, "groups": GroupsView,
+             "messages": MessagesView, "drills": DrillsView}
     DEFAULT_MODE = "cluster"
     BINDINGS = [
         *(Binding(str(n), f"switch_mode('{mode}')", title, show=False, id=f"app.view.{mode}")
@@ -67,7 +72,8 @@ class KraftboardApp(App):
         self.refresh_interval = refresh_interval
         self.snapshot: Snapshot | None = None
         self.problem: str | None = None
-        self.events: list[Event] = []
+        self.events: list[Event] = []  # the latest MAX_EVENTS ...
+        self.events_total = 0  # ... of this many
         self.history = History()
         self.addresses: dict[int, str] = {}  # last known address of each broker
         self._next_refresh: Timer | None = None
@@ -185,6 +191,7 @@ class KraftboardApp(App):
 
     def add_events(self, events: list[Event]) -> None:
         self.events.extend(events)
+        self.events_total += len(events)
         del self.events[:-MAX_EVENTS]
 
     # -- actions -----------------------------------------------------------------------

@@ -39,6 +39,15 @@ class LocalCluster:
             raise DrillError(response.get("error", "the supervisor refused"))
         return response
 
+    async def drill(self, op: str, node_id: int) -> dict:
+        """An op on one node: kill, stop, pause, resume, isolate, heal or restart."""
+        # A supervisor from before single-node stops ignores "id" and stops every node;
+        # those also lack the "controller" field in their status.
+        if op == "stop" and "controller" not in await self.request("status"):
+            raise DrillError("this cluster's supervisor can only stop all nodes; restart the "
+                             "cluster with this version to stop one")
+        return await self.request(op, id=node_id)
+
     async def nodes(self) -> dict[int, LocalNode]:
         status = await self.request("status")
         return {node["id"]: LocalNode(node["id"], node["state"], node.get("pid"))

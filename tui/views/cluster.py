@@ -1,17 +1,16 @@
 """Cluster: brokers, the controller quorum, health counts and the event log."""
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import RichLog, Static
+from textual.widgets import Static
 
-from tui.events import Event, Severity
+from tui.events import Severity
 from tui.snapshot import Snapshot
 from tui.views.base import View
 from tui.widgets.chrome import age, count_text, state_text, toned
+from tui.widgets.event_log import EventLog
 from tui.widgets.live_table import LiveTable
 
 
@@ -31,18 +30,15 @@ class ClusterView(View):
         health = Static(id="health", classes="box")
         health.border_title = "Health"
         yield health
-        log = RichLog(id="events", classes="box", wrap=True, max_lines=1000)
+        log = EventLog(id="events", classes="box")
         log.border_title = "Events"
         yield log
-
-    def on_mount(self) -> None:
-        self._shown_events = 0  # how many of the app's events the log already holds
 
     def show(self, snapshot: Snapshot) -> None:
         self._show_brokers(snapshot)
         self._show_quorum(snapshot)
         self._show_health(snapshot)
-        self.show_events(self.app.events)
+        self.query_one(EventLog).show(self.app.events, self.app.events_total)
 
     def _show_brokers(self, snapshot: Snapshot) -> None:
         leaders, replicas = snapshot.leader_counts(), snapshot.replica_counts()
@@ -100,11 +96,3 @@ class ClusterView(View):
         for label, count in counts:
             text.append_text(Text.assemble(f"{label} ", count_text(self.app, count), "   "))
         self.query_one("#health", Static).update(text)
-
-    def show_events(self, events: list[Event]) -> None:
-        log = self.query_one("#events", RichLog)
-        for event in events[self._shown_events:]:
-            stamp = time.strftime("%H:%M:%S", time.localtime(event.at))
-            log.write(Text.assemble((stamp + "  ", "dim"),
-                                    toned(self.app, event.text, event.severity)))
-        self._shown_events = len(events)

@@ -1,0 +1,164 @@
+"""Messages: a live tail of one topic with a detail pane, and a produce dialog."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import TopicPartition
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import Static
+
+from tui.snapshot import Snapshot
+from tui.source import describe_error
+from tui.views.base import View
+from tui.widgets.dialogs import PickTopic, ProduceRecord
+from tui.widgets.record_log import Record, RecordLog, describe
+
+BACKLOG = 200  # records per partition shown from before the tail starts
+BATCH = 5000  # records fetched per poll at most
+
+
+@dataclass
+class RecordsArrived(Message):
+    topic: str
+    records: list[Record]
+
+
+@dataclass
+class TailFailed(Message):
+    topic: str
+    error: str
+
+
+class MessagesView(View):
+    MODE = "messages"
+    BINDINGS = [
+        Binding("t", "pick_topic", "Topic", id="messages.topic"),
+        Binding("f", "cycle_format", "Format", id="messages.format"),
+        Binding("p", "produce", "Produce", id="messages.produce"),
+    ]
+
+    def body(self) -> ComposeResult:
+        yield Static(id="tail-summary", classes="box")
+        with Horizontal():
+            yield RecordLog(id="tail")
+            with VerticalScroll(id="record-box", classes="box") as box:
+                box.border_title = "Record"
+                yield Static("", id="record")
+
+    def on_mount(self) -> None:
+        self.topic: str | None = None
+        self.problem: str | None = None
+        self.show_summary()
+
+    def show(self, snapshot: Snapshot) -> None:
+        if self.topic is None and snapshot.topics:
+            public = [t for t in snapshot.topics.values() if not t.internal]
+            if public:
+                self.tail(public[0].name)
+
+    def show_summary(self) -> None:
+        log = self.query_one(RecordLog)
+        if self.topic is None:
+            text = Text("no topic yet: press t to choose one", style="italic")
+        else:
+            text = Text.assemble(
+                ("tail ", "dim"), (self.topic, "bold"), ("   format ", "dim"), log.form.value,
+                ("   buffered ", "dim"), f"{len(log.records):,}",
+                ("   following" if log.following else "   paused (End follows)", "dim"))
+            if self.problem:
+                text.append(f"   ⚠ {self.problem}", style=self.app.theme_variables["error"])
+        self.query_one("#tail-summary", Static).update(text)
+
+    def tail(self, topic: str) -> None:
+        """Start tailing `topic` (the previous tail stops)."""
+        self.topic, self.problem = topic, None
+        self.query_one(RecordLog).clear()
+        self.query_one("#record", Static).update("")
+        self.show_summary()
+        self._consume(topic)
+
+    @work(exclusive=True, group="tail", exit_on_error=False)
+    async def _consume(self, topic: str) -> None:
+        """The tail's worker: reads and posts batches; the UI thread draws them."""
+        consumer = self.app.source.consumer()
+        try:
+            await consumer.start()
+            partitions = sorted(consumer.partitions_for_topic(topic) or ())
+            if not partitions:
+                partitions = range(len(self.app.snapshot.topics[topic].partitions))
+            assigned = [TopicPartition(topic, p) for p in partitions]
+            consumer.assign(assigned)
+            starts = await consumer.beginning_offsets(assigned)
+            ends = await consumer.end_offsets(assigned)
+            for tp in assigned:
+                consumer.seek(tp, max(starts[tp], ends[tp] - BACKLOG))
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+                records = sorted((Record(m.partition, m.offset, m.timestamp, m.key, m.value,
+                                         tuple(m.headers or ()))
+                                  for messages in batches.values() for m in messages),
+                                 key=lambda r: r.timestamp)
+                if records:
+                    self.post_message(RecordsArrived(topic, records))
+        except Exception as exc:
+            self.post_message(TailFailed(topic, describe_error(exc)))
+        finally:
+            await consumer.stop()
+
+    @on(RecordsArrived)
+    def _arrived(self, message: RecordsArrived) -> None:
+        if message.topic == self.topic:
+            self.query_one(RecordLog).append(message.records)
+            self.show_summary()
+
+    @on(TailFailed)
+    def _failed(self, message: TailFailed) -> None:
+        if message.topic == self.topic:
+            self.problem = message.error
+            self.show_summary()
+
+    @on(RecordLog.Highlighted)
+    def _highlighted(self, message: RecordLog.Highlighted) -> None:
+        log = self.query_one(RecordLog)
+        self.query_one("#record", Static).update(Text(describe(message.record, self.topic,
+                                                               log.form)))
+        self.show_summary()
+
+    def action_cycle_format(self) -> None:
+        log = self.query_one(RecordLog)
+        log.form = log.form.next()
+        if log.selected is not None:
+            self._highlighted(RecordLog.Highlighted(log.selected))
+        self.show_summary()
+
+    @work
+    async def action_pick_topic(self) -> None:
+        if self.app.snapshot is None:
+            return
+        topic = await self.app.push_screen_wait(PickTopic(sorted(self.app.snapshot.topics)))
+        if topic:
+            self.tail(topic)
+
+    @work
+    async def action_produce(self) -> None:
+        snapshot = self.app.snapshot
+        if self.topic is None or snapshot is None or self.topic not in snapshot.topics:
+            self.notify("choose a topic first (t)", severity="warning")
+            return
+        spec = await self.app.push_screen_wait(
+            ProduceRecord(self.topic, len(snapshot.topics[self.topic].partitions)))
+        if spec is None:
+            return
+        try:
+            partition, offset = await self.app.source.produce(
+                self.topic, spec.value, spec.key, spec.headers, spec.partition, spec.acks)
+        except Exception as exc:
+            self.notify(describe_error(exc), title="Produce failed", severity="error")
+            return
+        where = f"partition {partition}" + (f", offset {offset}" if offset >= 0 else "")
+        self.notify(f"produced to {self.topic} {where}")
