@@ -1,10 +1,13 @@
 """The Kafka listener: framing, decoding, dispatch, and answers in request order.
 
-A connection's requests start in the order they arrive (so a produce gets its offsets in
-order) but run concurrently: a pipelining client's produce requests join the same group
-commit instead of waiting for each other. Responses go back in request order, as Kafka
-guarantees. Nothing a client sends can stop the node: a frame it cannot parse closes
-that client's connection only.
+A connection's requests are handled one after the other, as Kafka does, so each answer
+reflects every request before it (a Metadata request queued behind an acks=all produce
+describes the cluster the produce waited for, not the one it arrived in). The exception
+is a run of Produce requests: each starts as it arrives (so it gets its offsets in
+order) without waiting for the one before, so a pipelining client's batches join the
+same group commit. Responses go back in request order, as Kafka guarantees. Nothing a
+client sends can stop the node: a frame it cannot parse closes that client's connection
+only.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from broker.protocol import REGISTRY, CloseConnection, RequestContext, supported
 log = logging.getLogger(__name__)
 
 REQUEST_PREFIX = struct.Struct(">hhi")  # api key, api version, correlation id
+PRODUCE_KEY = 0
 API_VERSIONS_KEY = 18
 UNSUPPORTED_VERSION = 35
 MAX_IN_FLIGHT = 64  # requests read ahead per connection before reading pauses
@@ -76,6 +80,7 @@ class Connection:
         self.max_frame = node.config["socket.request.max.bytes"]
         self.responses: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         self.from_peer = False  # another node's connection, cut by the isolate drill
+        self._unfinished: dict[asyncio.Task, bool] = {}  # requests being handled -> Produce?
 
     async def serve(self) -> None:
         reading = asyncio.create_task(self._read_requests())
@@ -131,10 +136,18 @@ class Connection:
                 # Clients wait until this broker has registered and caught up, as in Kafka.
                 await self.node.ready.wait()
             context = RequestContext(self.node, version, correlation_id, client_id, self.peer)
+            produce = api_key == PRODUCE_KEY
+            earlier = [] if produce and all(self._unfinished.values()) else list(self._unfinished)
             # The task starts before the next request is read, so appends keep their order.
-            await self.responses.put(asyncio.create_task(self._handle(api, request, context)))
+            task = asyncio.create_task(self._handle(api, request, context, earlier))
+            self._unfinished[task] = produce
+            task.add_done_callback(self._unfinished.pop)
+            await self.responses.put(task)
 
-    async def _handle(self, api, request, context: RequestContext) -> bytes | None:
+    async def _handle(self, api, request, context: RequestContext,
+                      earlier: list[asyncio.Task]) -> bytes | None:
+        if earlier:
+            await asyncio.wait(earlier)
         response = await api.handler(request, context)
         if response is None:
             return None

@@ -5,11 +5,15 @@ import time
 
 from confluent_kafka import Producer
 from kafka.protocol.admin import CreateTopicsRequest
-from kafka.protocol.metadata import MetadataRequest
+from kafka.protocol.metadata import MetadataRequest, MetadataResponse
+from kafka.protocol.producer import ProduceResponse
 
 from broker.cluster import probe
+from test_bad_input import PRODUCE_V, Raw, batch, produce_request
 
 WAIT = 30.0
+METADATA_V = 9
+FAST_FENCING = {"broker.heartbeat.interval.ms": 200, "broker.session.timeout.ms": 1000}
 
 
 def bootstrap(cluster) -> str:
@@ -25,12 +29,19 @@ def wait_for(condition, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def create_topic(cluster, name: str, partitions: int, replication: int) -> int:
+def registered(cluster) -> None:
+    """Until every node serves as a broker."""
+    wait_for(lambda: len(probe.ask_any(bootstrap(cluster), MetadataRequest(
+        version=1, topics=None)).brokers) == len(cluster.nodes), "every broker registered")
+
+
+def create_topic(cluster, name: str, partitions: int, replication: int, **configs: str) -> int:
     """CreateTopics sent to the active controller; returns the topic's error code."""
     topic = CreateTopicsRequest.CreatableTopic
     request = CreateTopicsRequest(version=5, timeout_ms=10000, validate_only=False, topics=[
         topic(name=name, num_partitions=partitions, replication_factor=replication,
-              assignments=[], configs=[])])
+              assignments=[], configs=[topic.CreatableTopicConfig(name=k, value=v)
+                                       for k, v in configs.items()])])
     controller = cluster.nodes[wait_for(lambda: probe.quorum_leader(bootstrap(cluster)),
                                         "an active controller")]
     return probe.call(("127.0.0.1", controller.port), request, timeout=WAIT).topics[0].error_code
@@ -41,9 +52,7 @@ def test_parked_replica_fetches_hold_up_no_other_traffic(quorum_cluster):
     fetches, heartbeats and AlterPartition to the same node must not queue behind them."""
     cluster = quorum_cluster(3, **{"replica.fetch.wait.max.ms": 20000,
                                    "replica.lag.time.max.ms": 60000})
-    wait_for(lambda: len(probe.ask_any(bootstrap(cluster),
-                                       MetadataRequest(version=1, topics=None)).brokers) == 3,
-             "three registered brokers")
+    registered(cluster)
     assert create_topic(cluster, "parked", partitions=3, replication=3) == 0
     producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all"})
     for partition in range(3):
@@ -56,3 +65,27 @@ def test_parked_replica_fetches_hold_up_no_other_traffic(quorum_cluster):
         assert create_topic(cluster, f"after-{index}", partitions=1, replication=3) == 0
     brokers = probe.ask_any(bootstrap(cluster), MetadataRequest(version=1, topics=None)).brokers
     assert sorted(b.node_id for b in brokers) == [1, 2, 3]  # nobody fenced for silence
+
+
+def test_a_request_behind_a_waiting_produce_sees_what_it_waited_for(quorum_cluster):
+    """Kafka handles a connection's requests one at a time. A Metadata request sent right
+    behind an acks=all produce that waits for a dead follower to leave the ISR is answered
+    with the ISR the produce waited for, not the one it arrived in."""
+    cluster = quorum_cluster(3, **FAST_FENCING)
+    registered(cluster)
+    assert create_topic(cluster, "waits", 1, 3, **{"min.insync.replicas": "2"}) == 0
+    wait_for(lambda: all(probe.partitions(n.bootstrap, "waits") for n in cluster.nodes.values()),
+             "every node to know the topic")
+    state = probe.partitions(bootstrap(cluster), "waits")[0]
+    controller = probe.quorum_leader(bootstrap(cluster))
+    follower = next(r for r in reversed(state.replicas) if r not in (state.leader, controller))
+    cluster.kill(follower)
+    with Raw(cluster.nodes[state.leader]) as raw:
+        raw.send(produce_request("waits", {0: batch()}, acks=-1))
+        raw.send(MetadataRequest(version=METADATA_V, topics=[
+            MetadataRequest.MetadataRequestTopic(name="waits")]))
+        produced = raw.receive(ProduceResponse, PRODUCE_V, raw.correlation_id - 1)
+        metadata = raw.receive(MetadataResponse, METADATA_V)
+    assert produced.responses[0].partition_responses[0].error_code == 0
+    isr = metadata.topics[0].partitions[0].isr_nodes
+    assert sorted(isr) == sorted(r for r in state.replicas if r != follower)
