@@ -356,14 +356,15 @@ async def serve_forever(config: NodeConfig) -> None:
         raise
     # Everything loaded so far lives as long as the node: keep it out of GC passes.
     gc.freeze()
-    await server.serve()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # The supervisor's isolate and heal drills: cut this node off from its peers.
+    # The supervisor's isolate and heal drills: cut this node off from its peers. Set
+    # before the port opens: the supervisor sends them once the node accepts connections.
     loop.add_signal_handler(signal.SIGUSR1, node.peers.isolate, True)
     loop.add_signal_handler(signal.SIGUSR2, node.peers.isolate, False)
+    await server.serve()
     host, port = config.listen_address
     log.info("node %d serving Kafka on %s:%d (cluster %s)", node.node_id, host, port, node.cluster_id)
     await stop.wait()

@@ -106,10 +106,14 @@ class PartitionLog:
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """Kafka's OffsetsForLeaderEpoch: the largest epoch <= `epoch` in this log and the
-        offset where it ends (where the next epoch starts, or the log end)."""
+        offset where it ends (where the next epoch starts, or the log end). An epoch older
+        than every epoch here ends where the first one starts: a former leader of an empty
+        log asks with an epoch that never reached its successor's log."""
         found = (-1, -1)
-        for position, (start_epoch, _) in enumerate(self.epoch_starts):
+        for position, (start_epoch, start_offset) in enumerate(self.epoch_starts):
             if start_epoch > epoch:
+                if position == 0:
+                    found = (epoch, start_offset)
                 break
             following = self.epoch_starts[position + 1:position + 2]
             found = (start_epoch, following[0][1] if following else self.local_end)

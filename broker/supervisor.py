@@ -21,10 +21,14 @@ from broker.config import ConfigError
 # Ops on one node: the command, its help. Each is the supervisor op of the same name.
 NODE_COMMANDS = {
     "kill": "SIGKILL a node (for real: no goodbye, no flush)",
+    "pause": "SIGSTOP a node: a hung broker, its connections open",
+    "resume": "SIGCONT a paused node",
+    "isolate": "cut a node off from its peers; clients still reach it",
+    "heal": "reconnect an isolated node to its peers",
     "restart": "start a node again on its data (stopping it first if it runs)",
 }
 
-STATUS_FIELDS = ("id", "host", "port", "pid", "state")
+STATUS_FIELDS = ("id", "host", "port", "pid", "state", "controller")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -50,7 +54,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.set_defaults(func=_command(show_status))
 
-    stop = sub.add_parser("stop", parents=[where], help="stop every node and the supervisor")
+    stop = sub.add_parser("stop", parents=[where],
+                          help="stop node ID gracefully (its leaderships move first), "
+                               "or without ID every node and the supervisor")
+    stop.add_argument("id", type=int, nargs="?", help="the node's id (node.id)")
     stop.set_defaults(func=_command(stop_cluster))
 
     for name, help_text in NODE_COMMANDS.items():
@@ -113,7 +120,7 @@ def _detach(args: argparse.Namespace, layout: Layout) -> int:
 def show_status(args: argparse.Namespace, layout: Layout) -> int:
     status = _call(layout, "status")
     if args.json:
-        print(json.dumps({"bootstrap": status["bootstrap"],
+        print(json.dumps({"bootstrap": status["bootstrap"], "controller": status["controller"],
                           "nodes": [{key: node[key] for key in STATUS_FIELDS}
                                     for node in status["nodes"]]}))
     else:
@@ -123,6 +130,8 @@ def show_status(args: argparse.Namespace, layout: Layout) -> int:
 
 
 def stop_cluster(args: argparse.Namespace, layout: Layout) -> int:
+    if args.id is not None:
+        return node_command("stop", args, layout)
     _call(layout, "stop")
     # The supervisor removes its pid file last, after the nodes and the socket are gone.
     deadline = time.monotonic() + STOP_GRACE + 10
@@ -183,6 +192,8 @@ def _print_status(status: dict) -> None:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
     print(f"bootstrap: {status['bootstrap']}")
+    controller = status["controller"]
+    print(f"active controller: {'none reachable' if controller is None else f'node {controller}'}")
 
 
 def _print_ready(layout: Layout, status: dict, foreground: bool) -> None:

@@ -1,7 +1,9 @@
 """Shared fixtures: a real node started as its own process on a free port."""
 from __future__ import annotations
 
+import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -170,3 +172,109 @@ def quorum_cluster(tmp_path):
     yield start
     for cluster in clusters:
         cluster.stop()
+
+
+# -- a local cluster driven through the `kraftboard cluster` CLI ------------------------
+
+
+def free_port_range(count: int = 1) -> int:
+    """The first of `count` consecutive free ports; random, so parallel runs rarely collide."""
+    for _ in range(100):
+        first = random.randint(20000, 60000 - count)
+        try:
+            for port in range(first, first + count):
+                socket.create_server(("127.0.0.1", port)).close()
+        except OSError:
+            continue
+        return first
+    raise RuntimeError(f"no {count} free consecutive ports found")
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    return process_state(pid) not in (None, "Z")
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter in /proc/PID/stat (R, S, T for stopped, Z ...), None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def kraftboard(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "broker", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+class Cluster:
+    """A cluster in a temporary directory; remembers every pid it saw, for cleanup."""
+
+    def __init__(self, data_dir: Path, brokers: int = 1):
+        self.dir = data_dir
+        self.brokers = brokers
+        self.port = free_port_range(brokers)
+        self.pids: set[int] = set()
+        self.started: subprocess.CompletedProcess | None = None  # set by the shared fixture
+
+    @property
+    def socket(self) -> Path:
+        return self.dir / "supervisor.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "supervisor.pid"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        return kraftboard("cluster", *args, "--data-dir", str(self.dir))
+
+    def start(self) -> subprocess.CompletedProcess:
+        result = self.cli("start", "--detach", "--brokers", str(self.brokers),
+                          "--port", str(self.port))
+        if self.pid_file.exists():
+            self.pids.add(self.supervisor_pid())
+        return result
+
+    def supervisor_pid(self) -> int:
+        return int(self.pid_file.read_text())
+
+    def status(self) -> dict:
+        result = self.cli("status", "--json")
+        assert result.returncode == 0, result.stderr
+        status = json.loads(result.stdout)
+        self.pids.update(node["pid"] for node in status["nodes"] if node["pid"])
+        return status
+
+    def node(self, node_id: int = 1) -> dict:
+        return self.status()["nodes"][node_id - 1]
+
+    def write_node_yaml(self, text: str) -> Path:
+        path = self.dir / "node-1" / "node.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text(text)
+        return path
+
+    def cleanup(self) -> None:
+        if self.socket.exists():
+            self.cli("stop")
+        for pid in self.pids:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

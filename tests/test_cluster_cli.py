@@ -1,117 +1,17 @@
 """`kraftboard cluster` end to end: the real CLI, supervisor and node processes."""
 from __future__ import annotations
 
-import json
 import os
-import random
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    """A port nothing listens on; random, so parallel runs rarely collide."""
-    for _ in range(100):
-        port = random.randint(20000, 60000)
-        try:
-            socket.create_server(("127.0.0.1", port)).close()
-        except OSError:
-            continue
-        return port
-    raise RuntimeError("no free port found")
-
-
-def alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie waiting to be reaped."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return False
-    return fields[0] != "Z"
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def kraftboard(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "broker", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
-
-
-class Cluster:
-    """A cluster in a temporary directory; remembers every pid it saw, for cleanup."""
-
-    def __init__(self, data_dir: Path):
-        self.dir = data_dir
-        self.port = free_port()
-        self.pids: set[int] = set()
-        self.started: subprocess.CompletedProcess | None = None  # set by the shared fixture
-
-    @property
-    def socket(self) -> Path:
-        return self.dir / "supervisor.sock"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.dir / "supervisor.pid"
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return kraftboard("cluster", *args, "--data-dir", str(self.dir))
-
-    def start(self) -> subprocess.CompletedProcess:
-        result = self.cli("start", "--detach", "--brokers", "1", "--port", str(self.port))
-        if self.pid_file.exists():
-            self.pids.add(self.supervisor_pid())
-        return result
-
-    def supervisor_pid(self) -> int:
-        return int(self.pid_file.read_text())
-
-    def status(self) -> dict:
-        result = self.cli("status", "--json")
-        assert result.returncode == 0, result.stderr
-        status = json.loads(result.stdout)
-        self.pids.update(node["pid"] for node in status["nodes"] if node["pid"])
-        return status
-
-    def node(self) -> dict:
-        return self.status()["nodes"][0]
-
-    def write_node_yaml(self, text: str) -> Path:
-        path = self.dir / "node-1" / "node.yaml"
-        path.parent.mkdir(parents=True)
-        path.write_text(text)
-        return path
-
-    def cleanup(self) -> None:
-        if self.socket.exists():
-            self.cli("stop")
-        for pid in self.pids:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
-
+from conftest import REPO, Cluster, accepts, alive, kraftboard, wait_until
 
 @pytest.fixture
 def cluster(tmp_path):
@@ -150,11 +50,13 @@ def test_start_detached_prints_how_to_connect(shared):
 
 
 def test_status_json(shared):
+    # The controller is what the cluster says over the Kafka protocol, once it has elected one.
+    assert wait_until(lambda: shared.status()["controller"] == 1), shared.status()
     status = shared.status()
     node = status["nodes"][0]
-    assert status == {"bootstrap": f"127.0.0.1:{shared.port}",
+    assert status == {"bootstrap": f"127.0.0.1:{shared.port}", "controller": 1,
                       "nodes": [{"id": 1, "host": "127.0.0.1", "port": shared.port,
-                                 "pid": node["pid"], "state": "running"}]}
+                                 "pid": node["pid"], "state": "running", "controller": True}]}
     assert alive(node["pid"])
     assert accepts(shared.port)
 
@@ -210,7 +112,7 @@ def test_a_node_that_dies_on_its_own_is_noticed_not_restarted(running):
     assert wait_until(lambda: running.node()["state"] == "exited"), running.status()
     time.sleep(0.5)
     assert running.node() == {"id": 1, "host": "127.0.0.1", "port": running.port,
-                              "pid": None, "state": "exited"}
+                              "pid": None, "state": "exited", "controller": False}
     assert "exited (" in running.cli("status").stdout
 
     # restart reads node.yaml again: a bad edit is refused, a good one is taken.
@@ -225,7 +127,8 @@ def test_a_node_that_dies_on_its_own_is_noticed_not_restarted(running):
     assert running.node()["state"] == "running"
 
 
-@pytest.mark.parametrize("command", ["kill", "restart"])
+@pytest.mark.parametrize("command", ["kill", "restart", "stop", "pause", "resume", "isolate",
+                                     "heal"])
 def test_unknown_node_id(shared, command):
     result = shared.cli(command, "7")
     assert result.returncode == 2

@@ -76,9 +76,20 @@ def partitions(bootstrap: str, topic: str) -> dict[int, PartitionState]:
 
 
 def quorum_leader(bootstrap: str) -> int | None:
-    """The metadata quorum's leader (the active controller), or None when there is none."""
+    """The metadata quorum's leader (the active controller), or None when there is none.
+
+    A node forwards DescribeQuorum to the leader, so an answer without an error is the
+    leader's own; a node that cannot reach one answers with an error, and the next node
+    in `bootstrap` is asked.
+    """
     topic = DescribeQuorumRequest.TopicData
     request = DescribeQuorumRequest(version=1, topics=[topic(
         topic_name="__cluster_metadata", partitions=[topic.PartitionData(partition_index=0)])])
-    data = ask_any(bootstrap, request).topics[0].partitions[0]
-    return data.leader_id if data.error_code == 0 and data.leader_id >= 0 else None
+    for entry in bootstrap.split(","):
+        try:
+            data = ask_any(entry, request).topics[0].partitions[0]
+        except NoAnswer:
+            continue
+        if data.error_code == 0 and data.leader_id >= 0:
+            return data.leader_id
+    return None

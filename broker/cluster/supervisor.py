@@ -3,6 +3,11 @@
 The control socket speaks newline-delimited JSON: each request is an object with an
 "op" (plus "id" for an op on one node), each response one object with "ok". Ops are
 the entries of OPS, so a new drill is one more decorated method.
+
+Drills are signals: SIGKILL (a crash), SIGTERM (a graceful stop: the node hands its
+leaderships over first), SIGSTOP/SIGCONT (a hung node and its recovery) and
+SIGUSR1/SIGUSR2 (the node cuts itself off from its peers, or reconnects, while clients
+still reach it).
 """
 from __future__ import annotations
 
@@ -21,18 +26,21 @@ from typing import Any
 
 from broker.cluster import ClusterError, client
 from broker.cluster.layout import Layout
+from broker.cluster.probe import quorum_leader
 from broker.config import ConfigError, NodeConfig
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 15.0  # seconds for a node's port to accept a connection
-STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL: a node moves its leaderships first
 LOG_TAIL_LINES = 20
 
 
 class State(StrEnum):
     STARTING = "starting"
     RUNNING = "running"
+    PAUSED = "paused"  # SIGSTOPped by a drill
+    ISOLATED = "isolated"  # cut off from its peers by a drill; clients still reach it
     STOPPED = "stopped"  # stopped by the supervisor
     KILLED = "killed"  # SIGKILLed by a drill
     EXITED = "exited"  # ended on its own; exit_code says how
@@ -64,7 +72,9 @@ class Node:
         self.id = config.node_id
         self.lock = asyncio.Lock()  # one op at a time on a node
         self.process: asyncio.subprocess.Process | None = None
-        self.state = State.STOPPED
+        self.phase = State.STOPPED  # where the process is in its life: starting ... exited
+        self.paused = False  # drills on the running process
+        self.isolated = False
         self.exit_code: int | None = None
         self._ending: State | None = None  # the state our own signal leads to
         self._exited: asyncio.Task | None = None
@@ -73,6 +83,14 @@ class Node:
     @property
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None
+
+    @property
+    def state(self) -> State:
+        if self.phase is State.RUNNING and self.paused:
+            return State.PAUSED
+        if self.phase is State.RUNNING and self.isolated:
+            return State.ISOLATED
+        return self.phase
 
     @property
     def address(self) -> tuple[str, int]:
@@ -106,12 +124,18 @@ class Node:
                 sys.executable, "-m", "broker", "broker", "--config", str(config.path),
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"}, process_group=0)
-        self.state, self.exit_code, self._ending = State.STARTING, None, None
+        self.phase, self.exit_code, self._ending = State.STARTING, None, None
+        self.paused = self.isolated = False
         self._exited = asyncio.create_task(self._watch(self.process))
         log.info("node %d started (pid %d)", self.id, self.process.pid)
         await self._wait_ready()
-        self.state = State.RUNNING
+        self.phase = State.RUNNING
         log.info("node %d is ready on %s:%d", self.id, *self.address)
+
+    def check_running(self) -> None:
+        """Drills need a node that is up (not starting: its signal handlers are not set)."""
+        if not self.alive or self.phase is not State.RUNNING:
+            raise OpError(f"node {self.id} is not running (it is {self.state})")
 
     async def stop(self) -> None:
         """SIGTERM, then SIGKILL if the node is still there after the grace period."""
@@ -119,6 +143,9 @@ class Node:
             return
         self._ending = State.STOPPED
         self.process.terminate()
+        if self.paused:  # it must run to act on SIGTERM
+            self.process.send_signal(signal.SIGCONT)
+            self.paused = False
         try:
             await asyncio.wait_for(asyncio.shield(self._exited), STOP_GRACE)
         except TimeoutError:
@@ -127,13 +154,35 @@ class Node:
             await self._exited
 
     async def kill(self) -> None:
+        self.signal(signal.SIGKILL)  # ends a paused process too
         self._ending = State.KILLED
-        self.process.kill()
         await self._exited
+
+    def pause(self) -> None:
+        self.signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        self.signal(signal.SIGCONT)
+        self.paused = False
+
+    def isolate(self) -> None:
+        # A paused node acts on it once resumed: the kernel keeps the signal pending.
+        self.signal(signal.SIGUSR1)
+        self.isolated = True
+
+    def heal(self) -> None:
+        self.signal(signal.SIGUSR2)
+        self.isolated = False
+
+    def signal(self, signum: signal.Signals) -> None:
+        self.check_running()
+        self.process.send_signal(signum)
 
     async def _watch(self, process: asyncio.subprocess.Process) -> None:
         self.exit_code = await process.wait()
-        self.state = self._ending or State.EXITED
+        self.phase = self._ending or State.EXITED
+        self.paused = self.isolated = False
         if self._ending is None:
             log.warning("node %d exited on its own with %s", self.id, describe_exit(self.exit_code))
 
@@ -171,20 +220,20 @@ class Node:
 
 
 Handler = Callable[["Supervisor", dict], Awaitable[dict]]
+NodeAction = Callable[["Supervisor", Node], Awaitable[None]]
 OPS: dict[str, Handler] = {}
 
 
 def op(name: str, on_node: bool = False) -> Callable:
     """Register a Supervisor method as a control-socket op.
 
-    A plain op gets the request; a node op gets the node the request's "id" names, and
-    runs while holding that node's lock.
+    A plain op gets the request and returns its answer; a node op gets the node the
+    request's "id" names, runs while holding that node's lock, and is answered with the
+    node's state afterwards.
     """
     def register(method: Callable) -> Callable:
         async def on_one_node(supervisor: Supervisor, request: dict) -> dict:
-            node = supervisor.node(request.get("id"))
-            async with node.lock:
-                return await method(supervisor, node)
+            return await supervisor.on_node(request, method)
 
         OPS[name] = on_one_node if on_node else method
         return method
@@ -196,6 +245,12 @@ class Supervisor:
         self.layout = layout
         self.nodes = {config.node_id: Node(config) for config in configs}
         self._stopping = asyncio.Event()
+
+    async def on_node(self, request: dict, action: NodeAction) -> dict:
+        node = self.node(request.get("id"))
+        async with node.lock:
+            await action(self, node)
+        return {"node": node.describe()}
 
     def node(self, node_id: Any) -> Node:
         valid = ", ".join(str(i) for i in self.nodes)
@@ -324,25 +379,51 @@ class Supervisor:
 
     @op("status")
     async def status(self, request: dict) -> dict:
-        nodes = [node.describe() for node in self.nodes.values()]
+        """Every node's state, and the active controller as the cluster itself says."""
+        # Paused and isolated nodes would hang or answer from a stale view: not asked.
+        running = ",".join(f"{n.address[0]}:{n.address[1]}" for n in self.nodes.values()
+                           if n.state is State.RUNNING)
+        controller = await asyncio.to_thread(quorum_leader, running) if running else None
+        nodes = [{**node.describe(), "controller": node.id == controller}
+                 for node in self.nodes.values()]
         return {"bootstrap": ",".join(f"{n['host']}:{n['port']}" for n in nodes),
-                "nodes": nodes, "supervisor_pid": os.getpid()}
+                "controller": controller, "nodes": nodes, "supervisor_pid": os.getpid()}
 
     @op("stop")
     async def stop(self, request: dict) -> dict:
-        """Answers at once; the nodes stop, then the socket and the pid file go away."""
+        """With an "id": that node, gracefully. Without: every node, then the supervisor;
+        answered at once, and the socket and the pid file go away last."""
+        if "id" in request:
+            return await self.on_node(request, Supervisor._stop_running_node)
         self._stopping.set()
         return {}
 
+    async def _stop_running_node(self, node: Node) -> None:
+        node.check_running()
+        await node.stop()
+
     @op("kill", on_node=True)
-    async def kill(self, node: Node) -> dict:
-        if not node.alive:
-            raise OpError(f"node {node.id} is not running (it is {node.state})")
+    async def kill(self, node: Node) -> None:
         await node.kill()
-        return {"node": node.describe()}
 
     @op("restart", on_node=True)
-    async def restart(self, node: Node) -> dict:
+    async def restart(self, node: Node) -> None:
+        """Stops the node if it runs (a paused or isolated one too), and starts it afresh."""
         await node.stop()
         await node.start()
-        return {"node": node.describe()}
+
+    @op("pause", on_node=True)
+    async def pause(self, node: Node) -> None:
+        node.pause()
+
+    @op("resume", on_node=True)
+    async def resume(self, node: Node) -> None:
+        node.resume()
+
+    @op("isolate", on_node=True)
+    async def isolate(self, node: Node) -> None:
+        node.isolate()
+
+    @op("heal", on_node=True)
+    async def heal(self, node: Node) -> None:
+        node.heal()

@@ -1,0 +1,166 @@
+"""The supervisor's drills on a real 3-node cluster started with `kraftboard cluster start`.
+
+Every check asks the cluster over the Kafka protocol (Metadata from a node that is not
+the one drilled) and polls until the cluster gets there; nothing asserts on timing.
+Each test leaves the cluster as it found it: every node running, every ISR full.
+"""
+from __future__ import annotations
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.protocol.metadata import ApiVersionsRequest, MetadataRequest
+
+from broker.cluster import probe
+from conftest import Cluster, process_state, wait_until
+
+TOPIC = "drills"
+PARTITIONS = 3
+NODES = (1, 2, 3)
+WAIT = 30.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    cluster = Cluster(tmp_path_factory.mktemp("drills") / "cluster", brokers=len(NODES))
+    try:
+        result = cluster.start()
+        assert result.returncode == 0, result.stderr
+        assert wait_until(lambda: len(brokers(cluster, 1)) == len(NODES), WAIT)
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap(cluster))
+        try:
+            admin.create_topics([NewTopic(TOPIC, PARTITIONS, len(NODES))])
+        finally:
+            admin.close()
+        wait_for_full_isr(cluster)
+        yield cluster
+    finally:
+        cluster.cleanup()
+
+
+def bootstrap(cluster: Cluster) -> str:
+    return ",".join(f"127.0.0.1:{cluster.port + i - 1}" for i in NODES)
+
+
+def port(cluster: Cluster, node_id: int) -> int:
+    return cluster.port + node_id - 1
+
+
+def cli_ok(cluster: Cluster, *args: str) -> str:
+    result = cluster.cli(*args)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def address(cluster: Cluster, node_id: int) -> str:
+    return f"127.0.0.1:{port(cluster, node_id)}"
+
+
+def brokers(cluster: Cluster, asked: int) -> list[int]:
+    try:
+        answer = probe.ask_any(address(cluster, asked), MetadataRequest(version=1, topics=None))
+    except probe.NoAnswer:
+        return []
+    return sorted(b.node_id for b in answer.brokers)
+
+
+def partitions(cluster: Cluster, asked: int) -> dict[int, tuple[int, list[int]]]:
+    """{partition: (leader, isr)} of the drills topic, as node `asked` sees it ({} if it
+    cannot answer)."""
+    try:
+        seen = probe.partitions(address(cluster, asked), TOPIC)
+    except probe.NoAnswer:
+        return {}
+    return {index: (p.leader, sorted(p.isr)) for index, p in seen.items() if not p.error_code}
+
+
+def led_by(cluster: Cluster, asked: int, node_id: int) -> set[int]:
+    return {index for index, (leader, _) in partitions(cluster, asked).items()
+            if leader == node_id}
+
+
+def wait_for_full_isr(cluster: Cluster, asked: int = 1) -> None:
+    def full() -> bool:
+        seen = partitions(cluster, asked)
+        return len(seen) == PARTITIONS and all(isr == list(NODES) and leader in NODES
+                                               for leader, isr in seen.values())
+    assert wait_until(full, WAIT), partitions(cluster, asked)
+
+
+def other_than(node_id: int) -> int:
+    return next(n for n in NODES if n != node_id)
+
+
+def test_pause_stops_the_process_and_resume_continues_it(cluster):
+    pid = cluster.node(2)["pid"]
+    assert "node 2" in cli_ok(cluster, "pause", "2") and "paused" in cli_ok(cluster, "status")
+    try:
+        assert cluster.node(2)["state"] == "paused"
+        assert process_state(pid) == "T"
+    finally:
+        assert "is running" in cli_ok(cluster, "resume", "2")
+    assert cluster.node(2)["state"] == "running" and cluster.node(2)["pid"] == pid
+    assert wait_until(lambda: process_state(pid) in ("R", "S"))
+    wait_for_full_isr(cluster)
+
+
+def test_isolated_node_loses_its_leaderships_but_still_answers_clients(cluster):
+    leader = partitions(cluster, 1)[0][0]
+    led = led_by(cluster, leader, leader)
+    witness = other_than(leader)
+    cli_ok(cluster, "isolate", str(leader))
+    try:
+        assert cluster.node(leader)["state"] == "isolated"
+        # The others fence it and elect new leaders for what it led ...
+        assert wait_until(lambda: not led_by(cluster, witness, leader) & led and
+                          len(partitions(cluster, witness)) == PARTITIONS, WAIT), \
+            partitions(cluster, witness)
+        # ... while a client still reaches it.
+        answer = probe.call(("127.0.0.1", port(cluster, leader)), ApiVersionsRequest(version=0))
+        assert answer.error_code == 0 and answer.api_keys
+    finally:
+        cli_ok(cluster, "heal", str(leader))
+    assert cluster.node(leader)["state"] == "running"
+    wait_for_full_isr(cluster, witness)  # it rejoins every ISR
+
+
+def test_drills_on_a_node_that_is_not_running_are_refused(cluster):
+    cli_ok(cluster, "kill", "3")
+    try:
+        for drill in ("kill", "stop", "pause", "resume", "isolate", "heal"):
+            result = cluster.cli(drill, "3")
+            assert result.returncode == 1, drill
+            assert "node 3 is not running (it is killed)" in result.stderr
+    finally:
+        cli_ok(cluster, "restart", "3")
+    wait_for_full_isr(cluster)
+
+
+def test_restart_resets_a_paused_and_isolated_node(cluster):
+    before = cluster.node(3)["pid"]
+    cli_ok(cluster, "pause", "3")
+    cli_ok(cluster, "isolate", "3")
+    assert cluster.node(3)["state"] == "paused"
+    assert "is running" in cli_ok(cluster, "restart", "3")
+    node = cluster.node(3)
+    assert node["state"] == "running" and node["pid"] != before
+    assert process_state(before) is None
+    wait_for_full_isr(cluster, 1)
+    wait_for_full_isr(cluster, 3)  # not isolated any more: it follows the others
+
+
+def test_status_names_the_active_controller_and_follows_a_change(cluster):
+    assert wait_until(lambda: cluster.status()["controller"] is not None, WAIT)
+    status = cluster.status()
+    controller = status["controller"]
+    assert [n["controller"] for n in status["nodes"]] == [n == controller for n in NODES]
+    cli_ok(cluster, "kill", str(controller))
+    try:
+        assert wait_until(lambda: cluster.status()["controller"] not in (None, controller),
+                          WAIT), cluster.status()
+        status = cluster.status()
+        assert [n["controller"] for n in status["nodes"]] == \
+            [n == status["controller"] for n in NODES]
+    finally:
+        cli_ok(cluster, "restart", str(controller))
+    wait_for_full_isr(cluster)
