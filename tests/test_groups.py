@@ -409,7 +409,8 @@ def test_coordinator_failover_keeps_offsets_and_consumption(quorum_cluster, memb
     bootstrap = ",".join(n.bootstrap for n in cluster.nodes.values())
     members.bootstrap = bootstrap
     topic, group = unique("failover"), unique("failover")
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    # Fresh metadata: brokers register (and one dies) while the test runs.
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, metadata_max_age_ms=500)
     try:
         # Until all three brokers have registered.
         wait_for("a topic on 3 brokers",
@@ -426,7 +427,7 @@ def test_coordinator_failover_keeps_offsets_and_consumption(quorum_cluster, memb
     cluster.kill(coordinator)
     survivors = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != coordinator)
     wait_for("a new coordinator", lambda: coordinator_of(cluster, group) not in (0, coordinator))
-    admin = KafkaAdminClient(bootstrap_servers=survivors)
+    admin = KafkaAdminClient(bootstrap_servers=survivors, metadata_max_age_ms=500)
     try:
         # The new coordinator loaded the offsets from its replica of __consumer_offsets.
         assert wait_for("the offsets", lambda: committed(admin, group, topic)) == before
