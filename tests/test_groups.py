@@ -403,6 +403,23 @@ def coordinator_of(cluster, group: str) -> int:
     return 0
 
 
+class FreshAdmin:
+    """A new admin client for every call: kafka-python's keeps a group's coordinator
+    cached even after that node died (as a fresh kafka-consumer-groups run would not)."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+
+    def __getattr__(self, name: str):
+        def call(*args, **kwargs):
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+            try:
+                return getattr(admin, name)(*args, **kwargs)
+            finally:
+                admin.close()
+        return call
+
+
 def test_coordinator_failover_keeps_offsets_and_consumption(quorum_cluster, members):
     cluster = quorum_cluster(3, **GROUP_SETTINGS, **{
         "broker.heartbeat.interval.ms": 200, "broker.session.timeout.ms": 1000})
@@ -427,15 +444,12 @@ def test_coordinator_failover_keeps_offsets_and_consumption(quorum_cluster, memb
     cluster.kill(coordinator)
     survivors = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != coordinator)
     wait_for("a new coordinator", lambda: coordinator_of(cluster, group) not in (0, coordinator))
-    admin = KafkaAdminClient(bootstrap_servers=survivors, metadata_max_age_ms=500)
-    try:
-        # The new coordinator loaded the offsets from its replica of __consumer_offsets.
-        assert wait_for("the offsets", lambda: committed(admin, group, topic)) == before
-        produce(survivors, topic, 10)
-        wait_until_consumed(admin, group, topic)
-        assert_splits_partitions(wait_for("2 stable members",
-                                          lambda: stable_assignment(admin, group, 2)))
-    finally:
-        admin.close()
+    admin = FreshAdmin(survivors)
+    # The new coordinator loaded the offsets from its replica of __consumer_offsets.
+    assert wait_for("the offsets", lambda: committed(admin, group, topic)) == before
+    produce(survivors, topic, 10)
+    wait_until_consumed(admin, group, topic)
+    assert_splits_partitions(wait_for("2 stable members",
+                                      lambda: stable_assignment(admin, group, 2)))
     assert_nothing_consumed_twice_past_a_commit(members.events)
     assert consumed_offsets(members.events) == {p: set(range(20)) for p in range(PARTITIONS)}
