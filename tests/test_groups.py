@@ -453,3 +453,24 @@ def test_coordinator_failover_keeps_offsets_and_consumption(quorum_cluster, memb
                                       lambda: stable_assignment(admin, group, 2)))
     assert_nothing_consumed_twice_past_a_commit(members.events)
     assert consumed_offsets(members.events) == {p: set(range(20)) for p in range(PARTITIONS)}
+
+
+def test_pipelined_commits_land_in_order(node, admin):
+    """Commits pipelined on one connection start at once but take effect, and are
+    answered, in the order sent; a fetch behind them sees the last."""
+    topic, group = unique("pipelined"), unique("pipelined")
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    wait_for_coordinator(node, group)
+    Topic = OffsetCommitRequest.OffsetCommitRequestTopic
+    with Raw(node) as raw:
+        for offset in range(50):
+            raw.send(OffsetCommitRequest(
+                version=3, group_id=group, generation_id_or_member_epoch=-1, member_id="",
+                topics=[Topic(name=topic, partitions=[Topic.OffsetCommitRequestPartition(
+                    partition_index=0, committed_offset=offset, committed_metadata="")])]))
+        raw.send(OffsetFetchRequest(version=3, group_id=group, topics=None))
+        for correlation_id in range(1, 51):
+            answer = raw.receive(OffsetCommitResponse, 3, correlation_id)
+            assert answer.topics[0].partitions[0].error_code == 0
+        fetched = raw.receive(OffsetFetchResponse, 3, 51)
+    assert fetched.topics[0].partitions[0].committed_offset == 49

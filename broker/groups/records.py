@@ -8,6 +8,7 @@ Batches are built with kafka-python's record batch builder and read with its rea
 """
 from __future__ import annotations
 
+import functools
 import struct
 import time
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class GroupRecord:
     value: GroupMetadataValue | None  # None: the group was deleted
 
 
+@functools.lru_cache(maxsize=65536)  # a group commits the same partitions again and again
 def offset_key(group: str, topic: str, partition: int) -> bytes:
     return bytes(OffsetCommitKey(version=OFFSET_KEY_VERSION, group=group, topic=topic,
                                  partition=partition).encode())
