@@ -178,20 +178,20 @@ class KraftboardApp(App):
     def render_snapshot(self) -> None:
         view = self.visible_view()
         if view is not None and self.snapshot is not None:
-            view.show(self.snapshot)
+            view.render_snapshot(self.snapshot)
             self.render_status(view)
 
     def render_status(self, view: object) -> None:
         if not isinstance(view, View) or not view.is_mounted:
             return
-        status = view.query_one(StatusLine)
-        if self.problem is not None:
-            status.show_problem(self.where, self.problem,
-                                self.snapshot.taken_at if self.snapshot else None)
-        elif self.snapshot is not None:
-            status.show_ok(self.where, self.snapshot.taken_at, self.snapshot.duration)
-        else:
-            status.update(f"{self.where}  connecting...")
+        for status in view.query(StatusLine):  # none while the app shuts down
+            if self.problem is not None:
+                status.show_problem(self.where, self.problem,
+                                    self.snapshot.taken_at if self.snapshot else None)
+            elif self.snapshot is not None:
+                status.show_ok(self.where, self.snapshot.taken_at, self.snapshot.duration)
+            else:
+                status.update(f"{self.where}  connecting...")
 
     def add_events(self, events: list[Event]) -> None:
         self.events.extend(events)
