@@ -13,6 +13,7 @@ from broker.apis import (  # noqa: F401
     describe_configs,   # 32
     alter_configs,      # 33 and 44 (IncrementalAlterConfigs)
     create_partitions,  # 37
+    elect_leaders,      # 43
     vote,               # 52
     begin_quorum_epoch, # 53
     end_quorum_epoch,   # 54

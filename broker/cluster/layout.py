@@ -27,6 +27,8 @@ controller.quorum.request.timeout.ms: 1000
 broker.heartbeat.interval.ms: 200
 broker.session.timeout.ms: 1000
 replica.lag.time.max.ms: 2000
+# Leadership goes back to preferred replicas within seconds (Kafka: every 300 s).
+leader.imbalance.check.interval.seconds: 5
 """
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
