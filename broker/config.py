@@ -31,6 +31,10 @@ def at_least(low: int) -> Callable[[Any], str | None]:
     return lambda v: None if v >= low else f"must be >= {low}"
 
 
+def between(low: float, high: float) -> Callable[[Any], str | None]:
+    return lambda v: None if low <= v <= high else f"must be between {low} and {high}"
+
+
 def one_of(*choices: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in choices else f"must be one of {', '.join(choices)}"
 
@@ -116,6 +120,23 @@ NODE_SETTINGS = {s.name: s for s in [
             "1 makes every commit fsync (SQLite synchronous=FULL); durability otherwise "
             "comes from replication, as in Kafka", at_least(1)),
     Setting("offsets.topic.num.partitions", int, 50, "partitions of __consumer_offsets", at_least(1)),
+    Setting("offsets.topic.replication.factor", int, 3,
+            "replicas of __consumer_offsets, at most the number of controller quorum voters",
+            at_least(1)),
+    Setting("offsets.commit.timeout.ms", int, 5000,
+            "how long an offset commit waits for every in-sync replica", at_least(1)),
+    Setting("offset.metadata.max.bytes", int, 4096, "largest metadata string of a committed offset",
+            at_least(0)),
+    Setting("group.min.session.timeout.ms", int, 6000, "shortest session timeout a member may ask for",
+            at_least(1)),
+    Setting("group.max.session.timeout.ms", int, 1800000,
+            "longest session timeout a member may ask for", at_least(1)),
+    Setting("log.cleaner.backoff.ms", int, 15000, "how often compacted logs are checked for cleaning",
+            at_least(1)),
+    Setting("log.cleaner.min.cleanable.ratio", float, 0.5, "default min.cleanable.dirty.ratio",
+            between(0, 1)),
+    Setting("log.cleaner.delete.retention.ms", int, 86400000, "default delete.retention.ms",
+            at_least(0)),
     Setting("broker.heartbeat.interval.ms", int, 2000, "how often a broker heartbeats to the controller",
             at_least(1)),
     Setting("broker.session.timeout.ms", int, 9000,
@@ -155,8 +176,10 @@ TOPIC_SETTINGS = {s.name: s for s in [
             one_of("CreateTime", "LogAppendTime")),
     Setting("segment.bytes", int, 1073741824, "accepted for compatibility", at_least(14)),
     Setting("segment.ms", int, 604800000, "accepted for compatibility", at_least(1)),
-    Setting("delete.retention.ms", int, 86400000, "how long tombstones survive compaction",
+    Setting("delete.retention.ms", int, None, "how long tombstones survive compaction",
             at_least(0)),
+    Setting("min.cleanable.dirty.ratio", float, None,
+            "compact once this share of the log is new since the last cleaning", between(0, 1)),
     Setting("unclean.leader.election.enable", bool, False, "elect an out-of-sync replica",
             None),
 ]}
@@ -169,6 +192,8 @@ TOPIC_DEFAULT_FROM_NODE = {
     "max.message.bytes": "message.max.bytes",
     "min.insync.replicas": "min.insync.replicas",
     "unclean.leader.election.enable": "unclean.leader.election.enable",
+    "delete.retention.ms": "log.cleaner.delete.retention.ms",
+    "min.cleanable.dirty.ratio": "log.cleaner.min.cleanable.ratio",
 }
 
 
@@ -189,6 +214,13 @@ def coerce(setting: Setting, value: Any) -> Any:
             result = int(str(value).strip())
         except ValueError:
             raise ValueError(f"must be an integer, not {value!r}") from None
+    elif kind is float:
+        if isinstance(value, bool):
+            raise ValueError("must be a number")
+        try:
+            result = float(str(value).strip())
+        except ValueError:
+            raise ValueError(f"must be a number, not {value!r}") from None
     elif kind is list:
         result = value if isinstance(value, list) else [p.strip() for p in str(value).split(",")]
     else:

@@ -22,6 +22,7 @@ from kafka.protocol.api_message import ApiMessage
 from broker.config import NodeConfig, parse_listener
 from broker.controller import Controller
 from broker.errors import RequestError
+from broker.groups.coordinator import GroupCoordinator
 from broker.messages import BrokerHeartbeatRequest, BrokerRegistrationRequest
 from broker.metadata import MetadataImage, PartitionInfo, TopicInfo
 from broker.partition import PRODUCER_BATCHES_KEPT, PartitionLog
@@ -56,6 +57,8 @@ class Node:
         self.controller = Controller(config, self.image, self.quorum) if "controller" in self.roles else None
         self.replication = Replication(self)
         self.logs: dict[tuple[uuid.UUID, int], PartitionLog] = {}
+        # After the image listeners above: a partition's log exists before its groups load.
+        self.groups = GroupCoordinator(self)
         # Logs found on disk, by (topic id, partition), until the image names them.
         self._stored: dict[tuple[bytes, int], PartitionLog] = {}
         self._next_partition_id = 0
@@ -201,20 +204,29 @@ class Node:
             return
         for name in [n for n in names if n not in self.image.topics]:
             try:
-                if self.controller_active:
-                    await self.controller.create_topic(name)
-                else:
-                    await self._create_through_controller(name)
+                await self.create_topic(name)
             except (RequestError, PeerUnavailable):
                 pass  # the caller answers for the name as it stands
 
-    async def _create_through_controller(self, name: str) -> None:
+    async def create_topic(self, name: str, partitions: int = -1, replication_factor: int = -1,
+                           configs: dict[str, Any] | None = None) -> None:
+        """Create a topic through the active controller, wherever it is (-1: defaults);
+        returns once this node's image has it. Raises RequestError or PeerUnavailable."""
+        if self.controller_active:
+            await self.controller.create_topic(name, partitions, replication_factor, configs)
+            return
         from kafka.protocol.admin import CreateTopicsRequest
 
+        topic = CreateTopicsRequest.CreatableTopic
         request = CreateTopicsRequest(version=5, timeout_ms=5000, validate_only=False, topics=[
-            CreateTopicsRequest.CreatableTopic(version=5, name=name, num_partitions=-1,
-                                               replication_factor=-1, assignments=[], configs=[])])
-        await self.call_controller(request)
+            topic(version=5, name=name, num_partitions=partitions,
+                  replication_factor=replication_factor, assignments=[],
+                  configs=[topic.CreatableTopicConfig(version=5, name=k, value=str(v))
+                           for k, v in (configs or {}).items()])])
+        response = await self.call_controller(request)
+        error = response.topics[0].error_code if response.topics else 0
+        if error and error != errors.TopicAlreadyExistsError.errno:
+            raise RequestError(errors.for_code(error), response.topics[0].error_message or "")
         await self.wait_for_topic(name, CONTROLLER_TIMEOUT)
 
     async def wait_for_topic(self, name: str, timeout: float) -> None:

@@ -80,7 +80,9 @@ class Connection:
         self.max_frame = node.config["socket.request.max.bytes"]
         self.responses: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         self.from_peer = False  # another node's connection, cut by the isolate drill
-        self._unfinished: dict[asyncio.Task, bool] = {}  # requests being handled -> Produce?
+        # Requests not yet answered -> whether it is a Produce that started at once (its
+        # records appended); a Produce may start at once only behind such Produces.
+        self._unfinished: dict[asyncio.Task, bool] = {}
 
     async def serve(self) -> None:
         reading = asyncio.create_task(self._read_requests())
@@ -140,7 +142,7 @@ class Connection:
             earlier = [] if produce and all(self._unfinished.values()) else list(self._unfinished)
             # The task starts before the next request is read, so appends keep their order.
             task = asyncio.create_task(self._handle(api, request, context, earlier))
-            self._unfinished[task] = produce
+            self._unfinished[task] = produce and not earlier
             task.add_done_callback(self._unfinished.pop)
             await self.responses.put(task)
 

@@ -89,3 +89,31 @@ def test_a_request_behind_a_waiting_produce_sees_what_it_waited_for(quorum_clust
     assert produced.responses[0].partition_responses[0].error_code == 0
     isr = metadata.topics[0].partitions[0].isr_nodes
     assert sorted(isr) == sorted(r for r in state.replicas if r != follower)
+
+
+def test_produces_keep_their_order_behind_a_waiting_request(quorum_cluster):
+    """An idempotent producer's next batch, sent while its previous one still waits for
+    an earlier request, is appended after it, not before (which would be out of order)."""
+    cluster = quorum_cluster(3)
+    registered(cluster)
+    assert create_topic(cluster, "ordered", 1, 3) == 0
+    wait_for(lambda: all(probe.partitions(n.bootstrap, "ordered") for n in cluster.nodes.values()),
+             "every node to know the topic")
+    leader = probe.partitions(bootstrap(cluster), "ordered")[0].leader
+    with Raw(cluster.nodes[leader]) as raw:
+        producer = raw.producer_id()
+        for node_id in cluster.nodes:  # acks=all cannot complete now: the produce times out
+            if node_id != leader:
+                cluster.kill(node_id)
+        waiting = produce_request("ordered", {0: batch()}, acks=-1)
+        waiting.timeout_ms = 2000
+        metadata = MetadataRequest(version=METADATA_V, topics=None)
+        first = produce_request("ordered", {0: batch(producer=producer, base_sequence=0)})
+        # Metadata, then a produce that waits for it and for the waiting one.
+        raw.sock.sendall(raw.frame(metadata) + raw.frame(waiting) + raw.frame(first))
+        raw.receive(MetadataResponse, METADATA_V, raw.correlation_id - 2)
+        raw.send(produce_request("ordered", {0: batch(producer=producer, base_sequence=1)}))
+        answers = [raw.receive(ProduceResponse, PRODUCE_V, raw.correlation_id - n)
+                   .responses[0].partition_responses[0] for n in (2, 1, 0)]
+    assert [a.error_code for a in answers[1:]] == [0, 0]
+    assert answers[2].base_offset == answers[1].base_offset + 1

@@ -1,9 +1,6 @@
 """The console, driven by Textual's Pilot against a real 3-node cluster run by a supervisor."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +9,7 @@ import pytest
 import yaml
 
 from broker import cli
-from tests.conftest import REPO, free_port
+from screenshots.scene import free_port, start_cluster, stop_cluster
 from tui.app import KraftboardApp
 from tui.config import Settings
 from tui.demo import DEMO_TOPICS, DemoProducer
@@ -23,24 +20,12 @@ from tui.widgets.live_table import LiveTable, plain
 SIZE = (140, 44)
 
 
-def kraftboard(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "broker", "--log-level", "WARNING", *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> LocalCluster:
     """Three nodes under a detached supervisor, as `kraftboard` itself starts them."""
     data_dir = tmp_path_factory.mktemp("tui") / "cluster"
-    for _ in range(3):  # the nodes need three consecutive free ports
-        started = kraftboard("cluster", "start", "--detach", "--brokers", "3",
-                             "--data-dir", str(data_dir), "--port", str(free_port()))
-        if started.returncode == 0:
-            break
-    else:
-        pytest.fail(f"the cluster did not start: {started.stderr}")
-    yield LocalCluster(data_dir)
-    kraftboard("cluster", "stop", "--data-dir", str(data_dir))
+    yield start_cluster(data_dir, brokers=3)
+    stop_cluster(data_dir)
 
 
 def console(cluster: LocalCluster, tmp_path: Path, demo: bool = True) -> KraftboardApp:
@@ -255,3 +240,18 @@ async def test_killing_a_partition_leader_from_the_keyboard(cluster, tmp_path):
             assert any("leader election on orders-0" in line.text for line in log.lines)
         finally:
             await cluster.drill("restart", old_leader)
+
+
+async def test_a_dead_cluster_shows_its_state_and_the_console_stays_usable(tmp_path):
+    bootstrap = f"127.0.0.1:{free_port()}"  # nothing listens there
+    app = KraftboardApp(ClusterSource(bootstrap), bootstrap, Settings(path=tmp_path / "c.yaml"),
+                        refresh_interval=0.2)
+    async with app.run_test(size=SIZE) as pilot:
+        status = lambda: str(app.screen.query_one("StatusLine").render())  # noqa: E731
+        await until(pilot, lambda: "⚠" in status(), what="the problem in the status line")
+        assert app.problem and bootstrap in status()
+        await pilot.press("5")  # keys still work while refreshes keep failing
+        note = app.screen.query_one("#drills-unavailable")
+        assert not note.has_class("hidden")
+        assert "only on the bundled cluster" in str(note.render())
+        assert "⚠" in status()

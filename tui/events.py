@@ -68,7 +68,8 @@ def diff(old: Snapshot | None, new: Snapshot) -> list[Event]:
     created = set(new.topics) - set(old.topics)
     deleted = set(old.topics) - set(new.topics)
     for name in sorted(created):
-        add(Severity.INFO, f"topic {name} created ({len(new.topics[name].partitions)} partitions)")
+        count = len(new.topics[name].partitions)
+        add(Severity.INFO, f"topic {name} created ({count} partition{'s' * (count != 1)})")
     for name in sorted(deleted):
         add(Severity.INFO, f"topic {name} deleted")
     return events

@@ -255,17 +255,20 @@ class ClusterSource:
         admin = await self.admin()
         await admin.create_partitions({name: NewPartitions(total)})
 
+    async def producer(self, acks: str) -> AIOKafkaProducer:
+        """A started producer for acks "0", "1" or "all", shared until close()."""
+        if acks not in self._producers:
+            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap,
+                                        acks="all" if acks == "all" else int(acks),
+                                        **self._client_options())
+            self._producers[acks] = await _started(producer, producer.start)
+        return self._producers[acks]
+
     async def produce(self, topic: str, value: bytes | None, key: bytes | None = None,
                       headers: list[tuple[str, bytes]] | None = None,
                       partition: int | None = None, acks: str = "all") -> tuple[int, int]:
         """Produce one record; returns its (partition, offset) (offset -1 with acks=0)."""
-        producer = self._producers.get(acks)
-        if producer is None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap,
-                                        acks=0 if acks == "0" else 1 if acks == "1" else "all",
-                                        **self._client_options())
-            await producer.start()
-            self._producers[acks] = producer
+        producer = await self.producer(acks)
         meta = await producer.send_and_wait(topic, value, key=key, partition=partition,
                                             headers=headers or None)
         return meta.partition, meta.offset

@@ -4,7 +4,15 @@ from broker.apis import (  # noqa: F401
     fetch,              # 1
     list_offsets,       # 2
     metadata,           # 3
+    offset_commit,      # 8
+    offset_fetch,       # 9
     find_coordinator,   # 10
+    join_group,         # 11
+    heartbeat,          # 12
+    leave_group,        # 13
+    sync_group,         # 14
+    describe_groups,    # 15
+    list_groups,        # 16
     api_versions,       # 18
     create_topics,      # 19
     delete_topics,      # 20
@@ -13,7 +21,9 @@ from broker.apis import (  # noqa: F401
     describe_configs,   # 32
     alter_configs,      # 33 and 44 (IncrementalAlterConfigs)
     create_partitions,  # 37
+    delete_groups,      # 42
     elect_leaders,      # 43
+    offset_delete,      # 47
     vote,               # 52
     begin_quorum_epoch, # 53
     end_quorum_epoch,   # 54

@@ -17,7 +17,7 @@ TOPIC, BROKER = 2, 4
 # ConfigSource values
 DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
 # ConfigType values
-CONFIG_TYPES = {bool: 1, str: 2, int: 5, list: 7}
+CONFIG_TYPES = {bool: 1, str: 2, int: 5, float: 6, list: 7}
 
 
 def config_string(value) -> str | None:

@@ -41,6 +41,8 @@ def append(node, request, topic_name: str, index: int, records: bytes | None) ->
                                f"acks must be -1, 0 or 1, not {request.acks}")
         partition = node.partition(topic_name, index)
         topic = node.image.topics[topic_name]
+        if topic.internal:
+            raise RequestError(errors.InvalidTopicError, f"clients cannot write to {topic_name}")
         batches = split_batches(records or b"", node.topic_config(topic, "max.message.bytes"),
                                 request.API_VERSION)
         if request.transactional_id is not None or any(b.transactional for b in batches):

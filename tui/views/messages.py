@@ -97,18 +97,26 @@ class MessagesView(View):
             ends = await consumer.end_offsets(assigned)
             for tp in assigned:
                 consumer.seek(tp, max(starts[tp], ends[tp] - BACKLOG))
+            # The backlog arrives partition by partition: show it merged in time order.
+            backlog: list[Record] = []
+            while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
+                backlog += await self._poll(consumer)
+            self.post_message(RecordsArrived(topic, sorted(backlog, key=lambda r: r.timestamp)))
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
-                records = sorted((Record(m.partition, m.offset, m.timestamp, m.key, m.value,
-                                         tuple(m.headers or ()))
-                                  for messages in batches.values() for m in messages),
-                                 key=lambda r: r.timestamp)
-                if records:
+                if records := await self._poll(consumer):
                     self.post_message(RecordsArrived(topic, records))
         except Exception as exc:
             self.post_message(TailFailed(topic, describe_error(exc)))
         finally:
             await consumer.stop()
+
+    @staticmethod
+    async def _poll(consumer) -> list[Record]:
+        batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
+        return sorted((Record(m.partition, m.offset, m.timestamp, m.key, m.value,
+                              tuple(m.headers or ()))
+                       for messages in batches.values() for m in messages),
+                      key=lambda r: r.timestamp)
 
     @on(RecordsArrived)
     def _arrived(self, message: RecordsArrived) -> None:

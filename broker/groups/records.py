@@ -1,0 +1,130 @@
+"""The records a group coordinator keeps in `__consumer_offsets`, in Kafka's own format.
+
+Keys and values are Kafka's OffsetCommitKey/Value and GroupMetadataKey/Value: an int16
+version, then the fields (schemas in broker/schemas/), so Kafka's own tools (the
+offsets formatter of kafka-console-consumer) can read the topic. The key's version tells
+the two kinds apart: 0 and 1 are offsets, 2 is a group. A null value is a tombstone.
+Batches are built with kafka-python's record batch builder and read with its reader.
+"""
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+from kafka.protocol.api_data import ApiData
+from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+
+import broker.schemas as schemas
+
+GROUP_KEY_VERSION = 2
+OFFSET_KEY_VERSION = 1
+OFFSET_VALUE_VERSION = 3
+GROUP_VALUE_VERSION = 3
+NO_PRODUCER = -1
+MAX_BATCH_BYTES = 1024 * 1024
+
+
+class OffsetCommitKey(ApiData, load_json=schemas): pass
+class OffsetCommitValue(ApiData, load_json=schemas): pass
+class GroupMetadataKey(ApiData, load_json=schemas): pass
+class GroupMetadataValue(ApiData, load_json=schemas): pass
+
+
+Member = GroupMetadataValue.MemberMetadata
+
+
+@dataclass(frozen=True)
+class CommittedOffset:
+    offset: int
+    leader_epoch: int
+    metadata: str
+    commit_timestamp: int
+    log_offset: int = -1  # where the commit is in __consumer_offsets: a later one wins
+
+
+@dataclass(frozen=True)
+class OffsetRecord:
+    group: str
+    topic: str
+    partition: int
+    value: CommittedOffset | None  # None: the offset was deleted
+
+
+@dataclass(frozen=True)
+class GroupRecord:
+    group: str
+    value: GroupMetadataValue | None  # None: the group was deleted
+
+
+def offset_key(group: str, topic: str, partition: int) -> bytes:
+    return bytes(OffsetCommitKey(version=OFFSET_KEY_VERSION, group=group, topic=topic,
+                                 partition=partition).encode())
+
+
+def offset_value(committed: CommittedOffset) -> bytes:
+    return bytes(OffsetCommitValue(
+        version=OFFSET_VALUE_VERSION, offset=committed.offset,
+        leader_epoch=committed.leader_epoch, metadata=committed.metadata,
+        commit_timestamp=committed.commit_timestamp).encode())
+
+
+def group_key(group: str) -> bytes:
+    return bytes(GroupMetadataKey(version=GROUP_KEY_VERSION, group=group).encode())
+
+
+def group_value(value: GroupMetadataValue) -> bytes:
+    return bytes(value.encode(version=GROUP_VALUE_VERSION))
+
+
+def decode(key: bytes, value: bytes | None, log_offset: int) -> OffsetRecord | GroupRecord | None:
+    """One record of the topic, or None for a key of a kind this broker does not know."""
+    version = struct.unpack_from(">h", key)[0]
+    if version == GROUP_KEY_VERSION:
+        name = GroupMetadataKey.decode(key).group
+        return GroupRecord(name, None if value is None else GroupMetadataValue.decode(value))
+    if version in (0, OFFSET_KEY_VERSION):
+        k = OffsetCommitKey.decode(key)
+        committed = None
+        if value is not None:
+            v = OffsetCommitValue.decode(value)
+            committed = CommittedOffset(v.offset, v.leader_epoch, v.metadata,
+                                        v.commit_timestamp, log_offset)
+        return OffsetRecord(k.group, k.topic, k.partition, committed)
+    return None
+
+
+def build_batches(records: list[tuple[bytes, bytes | None]]) -> list[bytes]:
+    """The records as v2 batches of at most MAX_BATCH_BYTES each (a record bigger than
+    that gets a batch of its own)."""
+    now_ms = int(time.time() * 1000)
+    batches = []
+    builder, delta = None, 0
+    for key, value in records:
+        if builder is None or builder.append(delta, now_ms, key, value, []) is None:
+            if builder is not None:
+                batches.append(bytes(builder.build()))
+            builder, delta = new_builder(0, NO_PRODUCER, NO_PRODUCER, NO_PRODUCER), 0
+            builder.append(delta, now_ms, key, value, [])
+        delta += 1
+    if builder is not None:
+        batches.append(bytes(builder.build()))
+    return batches
+
+
+def new_builder(codec: int, producer_id: int, producer_epoch: int,
+                base_sequence: int) -> DefaultRecordBatchBuilder:
+    return DefaultRecordBatchBuilder(magic=2, compression_type=codec, is_transactional=0,
+                                     producer_id=producer_id, producer_epoch=producer_epoch,
+                                     base_sequence=base_sequence, batch_size=MAX_BATCH_BYTES)
+
+
+def iter_batches(blobs: bytes) -> Iterator[DefaultRecordBatch]:
+    """Each batch of concatenated stored batches, for kafka-python's reader."""
+    view = memoryview(blobs)
+    pos = 0
+    while pos < len(view):
+        size = struct.unpack_from(">i", view, pos + 8)[0] + 12
+        yield DefaultRecordBatch(bytes(view[pos:pos + size]))
+        pos += size
