@@ -129,7 +129,8 @@ class VerifiedWorkload:
             key = str(sequence).encode()
             self._produced_at[sequence] = time.monotonic()
             try:
-                self._producer.produce(self.topic, padding, key, partition=sequence % self.partitions,
+                self._producer.produce(self.topic, padding, key,
+                                       partition=sequence % self.partitions,
                                        on_delivery=self._delivered)
             except BufferError:  # librdkafka's queue is full: let deliveries drain it
                 self._producer.poll(0.05)
