@@ -128,9 +128,11 @@ def tansu_broker(binary: Path, directory: Path) -> Broker:
                   port, directory, env={"PATH": os.environ.get("PATH", "")})
 
 
-def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+def create_topic(bootstrap: str, topic: str, partitions: int, replication: int = 1,
+                 configs: dict[str, str] | None = None) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
-    futures = admin.create_topics([NewTopic(topic, partitions, 1)], operation_timeout=10)
+    futures = admin.create_topics([NewTopic(topic, partitions, replication, config=configs or {})],
+                                  operation_timeout=10)
     try:
         futures[topic].result(timeout=20)
     except Exception as exc:

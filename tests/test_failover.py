@@ -38,16 +38,8 @@ def cluster(tmp_path):
         cluster.cleanup()
 
 
-def wait_for(condition, what: str, timeout: float = WAIT):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if result := condition():
-                return result
-        except probe.NoAnswer:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+def wait_for(condition, what: str):
+    return probe.wait_for(condition, what, WAIT)
 
 
 def bootstrap(cluster: Cluster, without: int | None = None) -> str:

@@ -1,8 +1,6 @@
 """Partition replication between real node processes, seen through Kafka requests."""
 from __future__ import annotations
 
-import time
-
 from confluent_kafka import Producer
 from kafka.protocol.admin import CreateTopicsRequest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
@@ -21,12 +19,7 @@ def bootstrap(cluster) -> str:
 
 
 def wait_for(condition, what: str):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    return probe.wait_for(condition, what, WAIT)
 
 
 def registered(cluster) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 from kafka.protocol.admin import DescribeQuorumRequest
 from kafka.protocol.api_message import ApiMessage
@@ -18,9 +20,10 @@ from kafka.protocol.metadata import MetadataRequest
 
 METADATA_VERSION = 9
 CLIENT_ID = "kraftboard-probe"
+T = TypeVar("T")
 
 
-class NoAnswer(Exception):
+class NoAnswer(OSError):
     """No node of the cluster answered."""
 
 
@@ -62,6 +65,22 @@ def ask_any(bootstrap: str, request: ApiMessage, timeout: float = 2.0) -> ApiMes
         except OSError as exc:  # down, refusing, or not serving clients yet (a timeout)
             failures.append(f"{entry}: {exc!r}")
     raise NoAnswer("; ".join(failures))
+
+
+def wait_for(condition: Callable[[], T], what: str, timeout: float,
+             interval: float = 0.05) -> T:
+    """Poll `condition` until it returns something true, and return that; a node that
+    does not answer counts as not yet. Raises TimeoutError naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if result := condition():
+                return result
+        except OSError:  # NoAnswer included
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 def partitions(bootstrap: str, topic: str) -> dict[int, PartitionState]:
