@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import json
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -61,6 +62,7 @@ def start_cluster(data_dir: Path, brokers: int) -> LocalCluster:
                           "--data-dir", str(data_dir), "--port", str(free_port()))
         if done.returncode == 0:
             return LocalCluster(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)  # its node.yaml files name the ports
     raise RuntimeError(f"the cluster did not start: {done.stderr}")
 
 

@@ -255,3 +255,62 @@ async def test_a_dead_cluster_shows_its_state_and_the_console_stays_usable(tmp_p
         assert not note.has_class("hidden")
         assert "only on the bundled cluster" in str(note.render())
         assert "⚠" in status()
+
+
+async def test_pausing_a_broker_shows_it_paused_and_the_console_keeps_refreshing(cluster,
+                                                                                  tmp_path):
+    app = console(cluster, tmp_path, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: rows(app, "drill-brokers").get("3", [""] * 3)[2] == "online",
+                    what="broker 3 online")
+        app.screen.query_one("#drill-brokers", LiveTable).select_key("3")
+        await pilot.press("p", "enter")  # pause asks first
+        try:
+            await until(pilot, lambda: rows(app, "drill-brokers")["3"][2] == "paused",
+                        what="broker 3 paused")
+            taken = app.snapshot.taken_at
+            await until(pilot, lambda: app.snapshot.taken_at > taken and not app.problem,
+                        what="a refresh with broker 3 hung")
+            await pilot.press("p")  # resume does not ask
+            await until(pilot, lambda: rows(app, "drill-brokers")["3"][2] == "online",
+                        what="broker 3 online again")
+        finally:
+            if app.snapshot.broker_state(3) == "paused":
+                await cluster.drill("resume", 3)
+
+
+async def test_a_drill_under_the_verified_workload_writes_a_report(cluster, tmp_path):
+    import json
+
+    app = console(cluster, tmp_path, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: app.snapshot and len(app.snapshot.brokers) == 3)
+        view = app.screen
+        await pilot.press("w")
+        await until(pilot, lambda: view.session and view.session.workload
+                    and view.session.workload.acknowledged > 100, what="acknowledged writes")
+        await until(pilot, lambda: "drill-workload-1" in rows(app, "drill-partitions"))
+        partitions = view.query_one("#drill-partitions", LiveTable)
+        partitions.select_key("drill-workload-1")
+        partitions.focus()
+        victim = int(rows(app, "drill-partitions")["drill-workload-1"][1])
+        await pilot.press("l", "enter")
+        try:
+            await until(pilot, lambda: view.session.drills
+                        and view.session.drills[-1].resumed_after is not None,
+                        what="writes to resume on every partition")
+            await pilot.press("w")
+            await until(pilot, lambda: "report" in str(view.query_one("#workload").render()),
+                        timeout=90, what="the report")
+        finally:
+            await cluster.drill("restart", victim)
+    reports = sorted((cluster.data_dir / "drills").glob("drill-*.json"))
+    report = json.loads(reports[-1].read_text())
+    assert report["ok"] and report["lost"] == 0 and report["duplicated"] == 0
+    assert report["acknowledged"] > 100 and report["consumed"] >= report["acknowledged"]
+    assert report["drills"][0]["action"] == f"kill broker {victim}, leader of drill-workload-1"
+    assert report["drills"][0]["resumed_after"] > 0
+    markdown = reports[-1].with_suffix(".md").read_text()
+    assert "nothing acknowledged was lost" in markdown and f"kill broker {victim}" in markdown
