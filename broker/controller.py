@@ -7,7 +7,9 @@ are serialised, so each validation sees every change before it.
 
 It also keeps the brokers honest: a broker that misses heartbeats for
 `broker.session.timeout.ms` is fenced, its leaderships move to another in-sync replica,
-and it leaves the ISRs; it is unfenced when it heartbeats again having caught up.
+and it leaves the ISRs; it is unfenced when it heartbeats again having caught up. Once
+back in sync, a partition's preferred replica (its first) leads again: on ElectLeaders,
+or every `leader.imbalance.check.interval.seconds` with `auto.leader.rebalance.enable`.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kafka import errors
@@ -166,7 +169,9 @@ class Controller:
             raise RequestError(errors.BrokerNotAvailableError,
                                f"broker {broker_id} must register again")
         self._heartbeats[broker_id] = time.monotonic()
-        caught_up = metadata_offset >= self.quorum.high_watermark - 1
+        # As in Kafka: caught up once it has applied its own registration. Records
+        # committed since would make a target that moves on as long as the log does.
+        caught_up = metadata_offset >= broker.registered_at
         if broker.fenced and caught_up:
             async with self._lock:
                 await self._commit([fence_record(broker_id, False),
@@ -186,16 +191,27 @@ class Controller:
                 log.warning("broker %d missed heartbeats for %.1f s: fenced", broker.id, now - last)
 
     async def run(self) -> None:
-        """Fence brokers whose session expired, while this node is the active controller."""
-        interval = self.config["broker.heartbeat.interval.ms"] / 1000
+        """While this node is the active controller: fence brokers whose session expired
+        and, every leader.imbalance.check.interval.seconds, rebalance leadership."""
+        checks = [self._every(self.config["broker.heartbeat.interval.ms"] / 2000,
+                              self._check_brokers)]
+        if self.config["auto.leader.rebalance.enable"]:
+            checks.append(self._every(self.config["leader.imbalance.check.interval.seconds"],
+                                      self.rebalance_leaders))
+        await asyncio.gather(*checks)
+
+    async def _check_brokers(self) -> None:
+        await self.activate()
+        await self.fence_expired_brokers()
+
+    async def _every(self, interval: float, check: Callable[[], Awaitable[None]]) -> None:
         while True:
-            await asyncio.sleep(interval / 2)
+            await asyncio.sleep(interval)
             if self.active:
                 try:
-                    await self.activate()
-                    await self.fence_expired_brokers()
+                    await check()
                 except RequestError as exc:  # lost leadership half-way
-                    log.info("fencing check stopped: %s", exc.message)
+                    log.info("%s stopped: %s", check.__name__, exc.message)
 
     # -- partitions ---------------------------------------------------------------------
 
@@ -203,6 +219,13 @@ class Controller:
         for topic in self.image.topics.values():
             for partition in topic.partitions:
                 yield topic, partition
+
+    def _find(self, topic_name: str, index: int) -> tuple[TopicInfo, PartitionInfo]:
+        topic = self.topic(topic_name)
+        if not 0 <= index < len(topic.partitions):
+            raise RequestError(errors.UnknownTopicOrPartitionError,
+                               f"{topic_name} has no partition {index}")
+        return topic, topic.partitions[index]
 
     def _changed(self, topic: TopicInfo, partition: PartitionInfo, leader: int,
                  isr: list[int]) -> dict[str, Any]:
@@ -241,11 +264,7 @@ class Controller:
     async def alter_partition(self, topic_name: str, index: int, leader_id: int, leader_epoch: int,
                               partition_epoch: int, new_isr: list[int]) -> PartitionInfo:
         async with self._lock:
-            topic = self.topic(topic_name)
-            if not 0 <= index < len(topic.partitions):
-                raise RequestError(errors.UnknownTopicOrPartitionError,
-                                   f"{topic_name} has no partition {index}")
-            partition = topic.partitions[index]
+            topic, partition = self._find(topic_name, index)
             if leader_id != partition.leader or leader_epoch != partition.leader_epoch:
                 raise RequestError(errors.FencedLeaderEpochError,
                                    f"leader {leader_id} epoch {leader_epoch} is not current")
@@ -260,30 +279,59 @@ class Controller:
             await self._commit([self._changed(topic, partition, partition.leader, new_isr)])
             return self.image.topics[topic_name].partitions[index]
 
-    async def elect_preferred_leaders(self, wanted: list[tuple[str, int]] | None
-                                      ) -> dict[tuple[str, int], RequestError | None]:
-        """Move leadership back to each partition's first replica where it is in sync."""
-        results: dict[tuple[str, int], RequestError | None] = {}
+    async def elect_leaders(self, unclean: bool, wanted: list[tuple[str, int]] | None = None
+                            ) -> dict[tuple[str, int], RequestError | None]:
+        """ElectLeaders for the partitions asked for (None: every partition), as Kafka's
+        controller: a preferred election gives leadership back to the first replica where
+        it is live and in sync; an unclean one elects a leader for a partition that has
+        none, out of sync if need be. Returns each partition's outcome, in order."""
         async with self._lock:
             live = set(self.image.live_brokers())
+            asked = (dict.fromkeys(wanted) if wanted is not None
+                     else [(t.name, p.index) for t, p in self._partitions()])
+            results: dict[tuple[str, int], RequestError | None] = {}
             records = []
-            for topic, partition in self._partitions():
-                key = (topic.name, partition.index)
-                if wanted is not None and key not in wanted:
+            for name, index in asked:
+                try:
+                    topic, partition = self._find(name, index)
+                    leader, isr = (self._unclean_choice if unclean else self._preferred_choice)(
+                        partition, live)
+                except RequestError as exc:
+                    results[(name, index)] = exc
                     continue
-                preferred = partition.replicas[0]
-                if partition.leader == preferred:
-                    results[key] = RequestError(errors.ElectionNotNeededError,
-                                                "the preferred replica already leads")
-                elif preferred not in partition.isr or preferred not in live:
-                    results[key] = RequestError(errors.PreferredLeaderNotAvailableError,
-                                                f"broker {preferred} is not in sync")
-                else:
-                    records.append(self._changed(topic, partition, preferred, partition.isr))
-                    results[key] = None
-            for key in wanted or []:
-                results.setdefault(key, RequestError(errors.UnknownTopicOrPartitionError,
-                                                     f"{key[0]}-{key[1]} does not exist"))
+                records.append(self._changed(topic, partition, leader, isr))
+                results[(name, index)] = None
             if records:
                 await self._commit(records)
         return results
+
+    @staticmethod
+    def _preferred_choice(partition: PartitionInfo, live: set[int]) -> tuple[int, list[int]]:
+        preferred = partition.replicas[0]
+        if partition.leader == preferred:
+            raise RequestError(errors.ElectionNotNeededError,
+                               f"the preferred replica {preferred} leads already")
+        if preferred not in partition.isr or preferred not in live:
+            raise RequestError(errors.PreferredLeaderNotAvailableError,
+                               f"the preferred replica {preferred} is not live and in sync")
+        return preferred, partition.isr
+
+    @staticmethod
+    def _unclean_choice(partition: PartitionInfo, live: set[int]) -> tuple[int, list[int]]:
+        if partition.leader != NO_LEADER:
+            raise RequestError(errors.ElectionNotNeededError,
+                               f"broker {partition.leader} leads already")
+        in_sync = [r for r in partition.replicas if r in partition.isr and r in live]
+        if in_sync:
+            return in_sync[0], partition.isr
+        out_of_sync = [r for r in partition.replicas if r in live]
+        if out_of_sync:
+            return out_of_sync[0], out_of_sync[:1]  # what it lacks is lost: the ISR starts over
+        raise RequestError(errors.EligibleLeadersNotAvailableError, "no replica is live")
+
+    async def rebalance_leaders(self) -> None:
+        """auto.leader.rebalance.enable: the preferred replicas lead again where they can."""
+        results = await self.elect_leaders(unclean=False)
+        moved = [f"{name}-{index}" for (name, index), error in results.items() if error is None]
+        if moved:
+            log.info("leadership back to the preferred replicas of %s", ", ".join(moved))

@@ -19,9 +19,9 @@ from kafka.protocol.admin import (
     CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, DescribeQuorumRequest, DescribeQuorumResponse,
-    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, ListGroupsRequest,
-    ListGroupsResponse,
+    DescribeGroupsResponse, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
+    ElectLeadersResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    ListGroupsRequest, ListGroupsResponse,
 )
 from kafka.protocol.consumer import (
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetCommitRequest,
@@ -306,6 +306,9 @@ def sweep_request(api_key: int, version: int, topic: str):
     if api_key == 37:
         return CreatePartitionsRequest(version=version, timeout_ms=10000, validate_only=False, topics=[
             CreatePartitionsRequest.CreatePartitionsTopic(name=topic, count=2, assignments=None)])
+    if api_key == 43:  # every partition: those already led by their preferred replica are left out
+        return ElectLeadersRequest(version=version, election_type=0, topic_partitions=None,
+                                   timeout_ms=10000)
     if api_key == 55:
         Topic = DescribeQuorumRequest.TopicData
         return DescribeQuorumRequest(version=version, topics=[Topic(
@@ -320,8 +323,8 @@ RESPONSES = {r.API_KEY: r for r in [
     OffsetFetchResponse, FindCoordinatorResponse, DescribeGroupsResponse, ListGroupsResponse,
     ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse,
     InitProducerIdResponse, DescribeConfigsResponse, AlterConfigsResponse,
-    IncrementalAlterConfigsResponse, CreatePartitionsResponse, DescribeQuorumResponse,
-    DescribeClusterResponse]}
+    IncrementalAlterConfigsResponse, CreatePartitionsResponse, ElectLeadersResponse,
+    DescribeQuorumResponse, DescribeClusterResponse]}
 
 
 def error_codes(value) -> list[int]:

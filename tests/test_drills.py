@@ -7,12 +7,15 @@ Each test leaves the cluster as it found it: every node running, every ISR full.
 from __future__ import annotations
 
 import pytest
+from confluent_kafka import ElectionType, TopicPartition
+from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
+from kafka.protocol.admin import ElectLeadersRequest
 from kafka.protocol.metadata import ApiVersionsRequest, MetadataRequest
 
 from broker.cluster import probe
-from conftest import Cluster, process_state, wait_until
+from conftest import Cluster, NodeProcess, QuorumCluster, process_state, wait_until
 
 TOPIC = "drills"
 PARTITIONS = 3
@@ -74,6 +77,10 @@ def partitions(cluster: Cluster, asked: int) -> dict[int, tuple[int, list[int]]]
     return {index: (p.leader, sorted(p.isr)) for index, p in seen.items() if not p.error_code}
 
 
+def leader_seen(cluster: Cluster, asked: int, index: int) -> int | None:
+    return partitions(cluster, asked).get(index, (None,))[0]
+
+
 def led_by(cluster: Cluster, asked: int, node_id: int) -> set[int]:
     return {index for index, (leader, _) in partitions(cluster, asked).items()
             if leader == node_id}
@@ -105,7 +112,7 @@ def test_pause_stops_the_process_and_resume_continues_it(cluster):
 
 
 def test_isolated_node_loses_its_leaderships_but_still_answers_clients(cluster):
-    leader = partitions(cluster, 1)[0][0]
+    leader = leader_seen(cluster, 1, 0)
     led = led_by(cluster, leader, leader)
     witness = other_than(leader)
     cli_ok(cluster, "isolate", str(leader))
@@ -164,3 +171,124 @@ def test_status_names_the_active_controller_and_follows_a_change(cluster):
     finally:
         cli_ok(cluster, "restart", str(controller))
     wait_for_full_isr(cluster)
+
+
+def test_auto_rebalance_gives_leadership_back_to_the_preferred_replica(cluster):
+    """The local profile checks every 5 s (leader.imbalance.check.interval.seconds)."""
+    leader = preferred(cluster, 0)
+    assert wait_until(lambda: leader_seen(cluster, 1, 0) == leader, WAIT)
+    witness = other_than(leader)
+    cli_ok(cluster, "kill", str(leader))
+    assert wait_until(lambda: leader_seen(cluster, witness, 0) not in (leader, None), WAIT)
+    cli_ok(cluster, "restart", str(leader))
+    assert wait_until(lambda: leader_seen(cluster, witness, 0) == leader, WAIT), \
+        partitions(cluster, witness)
+
+
+def preferred(cluster: Cluster, index: int) -> int:
+    return probe.partitions(address(cluster, 1), TOPIC)[index].replicas[0]
+
+
+# -- ElectLeaders, on a cluster that does not rebalance by itself ---------------------
+
+ELECT_TOPIC = "elect"
+MANUAL = {"broker.heartbeat.interval.ms": 200, "broker.session.timeout.ms": 1000,
+          "replica.lag.time.max.ms": 2000, "auto.leader.rebalance.enable": False}
+NONE, UNKNOWN_TOPIC_OR_PARTITION, INVALID_REQUEST = 0, 3, 42
+PREFERRED_LEADER_NOT_AVAILABLE, ELECTION_NOT_NEEDED = 80, 84
+
+
+@pytest.fixture(scope="module")
+def manual(tmp_path_factory):
+    cluster = QuorumCluster(tmp_path_factory.mktemp("elect"), 3, **MANUAL)
+    try:
+        cluster.start()
+        everyone = ",".join(n.bootstrap for n in cluster.nodes.values())
+        assert wait_until(lambda: len(probe.ask_any(everyone, MetadataRequest(
+            version=1, topics=None)).brokers) == 3, WAIT)
+        admin = KafkaAdminClient(bootstrap_servers=everyone)
+        try:
+            admin.create_topics([NewTopic(ELECT_TOPIC, PARTITIONS, 3)])
+        finally:
+            admin.close()
+        assert wait_until(lambda: in_sync(cluster), WAIT)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def in_sync(cluster: QuorumCluster) -> bool:
+    """Every running node sees every replica of the topic in sync."""
+    for node in cluster.nodes.values():
+        if node.alive():
+            seen = probe.partitions(node.bootstrap, ELECT_TOPIC)
+            if len(seen) != PARTITIONS or any(len(p.isr) != 3 for p in seen.values()):
+                return False
+    return True
+
+
+def leader_of(node: NodeProcess, index: int) -> int | None:
+    """The leader of a partition of the topic as `node` sees it (None: it does not know it)."""
+    state = probe.partitions(node.bootstrap, ELECT_TOPIC).get(index)
+    return state.leader if state else None
+
+
+def elect(cluster: QuorumCluster, election_type: int, topic_partitions) -> dict:
+    """{(topic, partition): error code} from kafka-python's admin client."""
+    admin = KafkaAdminClient(bootstrap_servers=",".join(
+        n.bootstrap for n in cluster.nodes.values() if n.alive()))
+    try:
+        response = admin.elect_leaders(election_type, topic_partitions, raise_errors=False)
+    finally:
+        admin.close()
+    assert response.error_code == NONE
+    return {(r.topic, p.partition_id): p.error_code
+            for r in response.replica_election_results for p in r.partition_result}
+
+
+def test_elect_leaders_errors(manual):
+    assert elect(manual, 0, {ELECT_TOPIC: [0, 7], "no-such-topic": [0]}) == {
+        (ELECT_TOPIC, 0): ELECTION_NOT_NEEDED, (ELECT_TOPIC, 7): UNKNOWN_TOPIC_OR_PARTITION,
+        ("no-such-topic", 0): UNKNOWN_TOPIC_OR_PARTITION}
+    # An unclean election is needed only where no replica leads.
+    assert elect(manual, 1, {ELECT_TOPIC: [1]}) == {(ELECT_TOPIC, 1): ELECTION_NOT_NEEDED}
+    # Null asks for every partition; the answer leaves out those that need no election.
+    answer = raw_elect(manual, 0, None)
+    assert answer.error_code == NONE
+    assert [p for r in answer.replica_election_results for p in r.partition_result] == []
+
+
+def test_unknown_election_type_is_an_invalid_request(manual):
+    answer = raw_elect(manual, 2, [ElectLeadersRequest.TopicPartitions(topic=ELECT_TOPIC,
+                                                                       partitions=[0])])
+    assert answer.error_code == INVALID_REQUEST
+    assert [p.error_code for p in answer.replica_election_results[0].partition_result] == \
+        [INVALID_REQUEST]
+
+
+def raw_elect(cluster: QuorumCluster, election_type: int, topic_partitions):
+    """ElectLeaders v2 sent to node 1, which forwards it to the active controller."""
+    return probe.call(("127.0.0.1", cluster.nodes[1].port), ElectLeadersRequest(
+        version=2, election_type=election_type, timeout_ms=10000,
+        topic_partitions=topic_partitions))
+
+
+def test_elect_leaders_moves_leadership_back_after_a_restart(manual):
+    bootstrap = manual.nodes[1].bootstrap
+    state = probe.partitions(bootstrap, ELECT_TOPIC)[2]
+    preferred_id = state.replicas[0]
+    assert state.leader == preferred_id
+    witness = next(n for n in manual.nodes.values() if n is not manual.nodes[preferred_id])
+    manual.kill(preferred_id)
+    assert wait_until(lambda: leader_of(witness, 2) not in (preferred_id, -1, None), WAIT)
+    assert elect(manual, 0, {ELECT_TOPIC: [2]}) == {
+        (ELECT_TOPIC, 2): PREFERRED_LEADER_NOT_AVAILABLE}
+
+    manual.restart(preferred_id)
+    assert wait_until(lambda: in_sync(manual), WAIT)
+    assert leader_of(witness, 2) != preferred_id
+    # Through librdkafka too: its admin client sends ElectLeaders to the controller.
+    admin = AdminClient({"bootstrap.servers": witness.bootstrap})
+    admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(ELECT_TOPIC, 2)]).result(WAIT)
+    del admin  # librdkafka's admin client closes when released
+    assert wait_until(lambda: leader_of(witness, 2) == preferred_id, WAIT)

@@ -167,14 +167,15 @@ def broker_serves(api_key: int) -> bool:
 
 
 @pytest.mark.skipif(not broker_serves(16), reason="the broker has no consumer groups yet")
-async def test_a_paused_consumer_groups_lag_rises(cluster, tmp_path):
+async def test_a_paused_consumer_groups_lag_rises_and_shows_per_partition(cluster, tmp_path):
     from aiokafka import AIOKafkaConsumer
     app = console(cluster, tmp_path)
-    consumer = AIOKafkaConsumer("orders", group_id="tui-lag", bootstrap_servers=cluster.bootstrap(),
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot and "orders" in app.snapshot.topics)
+        consumer = AIOKafkaConsumer("orders", group_id="tui-lag", auto_offset_reset="earliest",
+                                    bootstrap_servers=cluster.bootstrap())
+        await consumer.start()
+        try:
             await consumer.getmany(timeout_ms=3000)
             await consumer.commit()
             await pilot.press("3")
@@ -182,8 +183,19 @@ async def test_a_paused_consumer_groups_lag_rises(cluster, tmp_path):
             first = int(rows(app, "groups")["tui-lag"][4].replace(",", ""))
             await until(pilot, lambda: int(rows(app, "groups")["tui-lag"][4].replace(",", ""))
                         > first, what="the lag to rise while the consumer is paused")
-    finally:
-        await consumer.stop()
+            app.screen.query_one(LiveTable).select_key("tui-lag")
+            await pilot.press("enter")
+            await until(pilot, lambda: len(app.screen.query("#group-partitions")) == 1
+                        and len(rows(app, "group-partitions")) == 3, what="lag per partition")
+            detail = rows(app, "group-partitions")
+            assert sorted(detail) == ["orders-0", "orders-1", "orders-2"]
+            committed = {key: cells for key, cells in detail.items() if cells[2] != "-"}
+            assert committed, "no committed offsets shown"
+            for topic, index, offset, end, lag, _ in committed.values():
+                assert int(lag.replace(",", "")) == (int(end.replace(",", ""))
+                                                     - int(offset.replace(",", "")))
+        finally:
+            await consumer.stop()
 
 
 async def test_a_record_produced_from_the_dialog_shows_in_the_tail(cluster, tmp_path):
@@ -255,3 +267,62 @@ async def test_a_dead_cluster_shows_its_state_and_the_console_stays_usable(tmp_p
         assert not note.has_class("hidden")
         assert "only on the bundled cluster" in str(note.render())
         assert "⚠" in status()
+
+
+async def test_pausing_a_broker_shows_it_paused_and_the_console_keeps_refreshing(cluster,
+                                                                                  tmp_path):
+    app = console(cluster, tmp_path, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: rows(app, "drill-brokers").get("3", [""] * 3)[2] == "online",
+                    what="broker 3 online")
+        app.screen.query_one("#drill-brokers", LiveTable).select_key("3")
+        await pilot.press("p", "enter")  # pause asks first
+        try:
+            await until(pilot, lambda: rows(app, "drill-brokers")["3"][2] == "paused",
+                        what="broker 3 paused")
+            taken = app.snapshot.taken_at
+            await until(pilot, lambda: app.snapshot.taken_at > taken and not app.problem,
+                        what="a refresh with broker 3 hung")
+            await pilot.press("p")  # resume does not ask
+            await until(pilot, lambda: rows(app, "drill-brokers")["3"][2] == "online",
+                        what="broker 3 online again")
+        finally:
+            if app.snapshot.broker_state(3) == "paused":
+                await cluster.drill("resume", 3)
+
+
+async def test_a_drill_under_the_verified_workload_writes_a_report(cluster, tmp_path):
+    import json
+
+    app = console(cluster, tmp_path, demo=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("5")
+        await until(pilot, lambda: app.snapshot and len(app.snapshot.brokers) == 3)
+        view = app.screen
+        await pilot.press("w")
+        await until(pilot, lambda: view.session and view.session.workload
+                    and view.session.workload.acknowledged > 100, what="acknowledged writes")
+        await until(pilot, lambda: "drill-workload-1" in rows(app, "drill-partitions"))
+        partitions = view.query_one("#drill-partitions", LiveTable)
+        partitions.select_key("drill-workload-1")
+        partitions.focus()
+        victim = int(rows(app, "drill-partitions")["drill-workload-1"][1])
+        await pilot.press("l", "enter")
+        try:
+            await until(pilot, lambda: view.session.drills
+                        and view.session.drills[-1].resumed_after is not None,
+                        what="writes to resume on every partition")
+            await pilot.press("w")
+            await until(pilot, lambda: "report" in str(view.query_one("#workload").render()),
+                        timeout=90, what="the report")
+        finally:
+            await cluster.drill("restart", victim)
+    reports = sorted((cluster.data_dir / "drills").glob("drill-*.json"))
+    report = json.loads(reports[-1].read_text())
+    assert report["ok"] and report["lost"] == 0 and report["duplicated"] == 0
+    assert report["acknowledged"] > 100 and report["consumed"] >= report["acknowledged"]
+    assert report["drills"][0]["action"] == f"kill broker {victim}, leader of drill-workload-1"
+    assert report["drills"][0]["resumed_after"] > 0
+    markdown = reports[-1].with_suffix(".md").read_text()
+    assert "nothing acknowledged was lost" in markdown and f"kill broker {victim}" in markdown

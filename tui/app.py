@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from pathlib import Path
 
 from textual import work
 from textual.app import App
@@ -50,7 +51,7 @@ class SnapshotFailed(Message):
 
 class KraftboardApp(App):
     TITLE = "kraftboard"
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: subclasses live elsewhere
     VIEW_TITLES = {"cluster": "Cluster", "topics": "Topics", "groups": "Groups",
                    "messages": "Messages", "drills": "Drills"}
     MODES = {"cluster": ClusterView, "topics": TopicsView, "groups": GroupsView,
@@ -114,6 +115,8 @@ class KraftboardApp(App):
         await self.source.close()
 
     def _remember_theme(self, theme) -> None:
+        if theme.name == self.settings.theme:
+            return  # the theme set at start
         self.settings.theme = theme.name
         self.settings.save()
         if self.snapshot is not None:
@@ -147,7 +150,8 @@ class KraftboardApp(App):
         for topic in snapshot.topics.values():
             self.history.count(f"topic:{topic.name}", snapshot.taken_at, topic.end_offsets)
         for group in snapshot.groups:
-            self.history.gauge(f"group:{group.id}", sum(snapshot.group_lag(group).values()))
+            self.history.gauge(f"group:{group.id}", snapshot.taken_at,
+                               sum(snapshot.group_lag(group).values()))
         self.history.forget({f"topic:{t}" for t in snapshot.topics}
                             | {f"group:{g.id}" for g in snapshot.groups})
         self.render_snapshot()
@@ -168,26 +172,27 @@ class KraftboardApp(App):
     # -- rendering ---------------------------------------------------------------------
 
     def visible_view(self) -> View | None:
-        """The top-most view: a dialog may cover it, but it still shows."""
-        return next((s for s in reversed(self.screen_stack) if isinstance(s, View)), None)
+        """The top-most view once composed: a dialog may cover it, but it still shows."""
+        view = next((s for s in reversed(self.screen_stack) if isinstance(s, View)), None)
+        return view if view is not None and view.is_mounted else None
 
     def render_snapshot(self) -> None:
         view = self.visible_view()
         if view is not None and self.snapshot is not None:
-            view.show(self.snapshot)
+            view.render_snapshot(self.snapshot)
             self.render_status(view)
 
     def render_status(self, view: object) -> None:
-        if not isinstance(view, View):
+        if not isinstance(view, View) or not view.is_mounted:
             return
-        status = view.query_one(StatusLine)
-        if self.problem is not None:
-            status.show_problem(self.where, self.problem,
-                                self.snapshot.taken_at if self.snapshot else None)
-        elif self.snapshot is not None:
-            status.show_ok(self.where, self.snapshot.taken_at, self.snapshot.duration)
-        else:
-            status.update(f"{self.where}  connecting...")
+        for status in view.query(StatusLine):  # none while the app shuts down
+            if self.problem is not None:
+                status.show_problem(self.where, self.problem,
+                                    self.snapshot.taken_at if self.snapshot else None)
+            elif self.snapshot is not None:
+                status.show_ok(self.where, self.snapshot.taken_at, self.snapshot.duration)
+            else:
+                status.update(f"{self.where}  connecting...")
 
     def add_events(self, events: list[Event]) -> None:
         self.events.extend(events)

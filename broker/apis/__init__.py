@@ -22,6 +22,7 @@ from broker.apis import (  # noqa: F401
     alter_configs,      # 33 and 44 (IncrementalAlterConfigs)
     create_partitions,  # 37
     delete_groups,      # 42
+    elect_leaders,      # 43
     offset_delete,      # 47
     vote,               # 52
     begin_quorum_epoch, # 53

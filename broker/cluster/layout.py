@@ -27,9 +27,11 @@ controller.quorum.request.timeout.ms: 1000
 broker.heartbeat.interval.ms: 200
 broker.session.timeout.ms: 1000
 replica.lag.time.max.ms: 2000
-# ... and for consumer groups (Kafka: 50 offsets partitions, first rebalance after 3000 ms).
+# ... for consumer groups (Kafka: 50 offsets partitions, first rebalance after 3000 ms) ...
 offsets.topic.num.partitions: 10
 group.initial.rebalance.delay.ms: 300
+# ... and leadership goes back to preferred replicas within seconds (Kafka: every 300 s).
+leader.imbalance.check.interval.seconds: 5
 """
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.

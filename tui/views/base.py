@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input
 
@@ -43,10 +44,16 @@ class View(Screen):
         """Render a snapshot; called on the UI thread after each refresh."""
         raise NotImplementedError
 
+    def render_snapshot(self, snapshot: Snapshot) -> None:
+        try:
+            self.show(snapshot)
+        except NoMatches:  # the app is shutting down and the view's widgets are gone
+            pass
+
     def on_screen_resume(self) -> None:
         self.app.render_status(self)
         if self.app.snapshot is not None:
-            self.show(self.app.snapshot)
+            self.render_snapshot(self.app.snapshot)
 
     # -- the filter ------------------------------------------------------------------
 

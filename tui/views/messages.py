@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
+from textual.timer import Timer
 from textual.widgets import Static
 
 from tui.snapshot import Snapshot
@@ -20,6 +21,7 @@ from tui.widgets.record_log import Record, RecordLog, describe
 
 BACKLOG = 200  # records per partition shown from before the tail starts
 BATCH = 5000  # records fetched per poll at most
+DETAIL_EVERY = 0.25  # seconds between detail pane updates while following the tail
 
 
 @dataclass
@@ -53,6 +55,7 @@ class MessagesView(View):
     def on_mount(self) -> None:
         self.topic: str | None = None
         self.problem: str | None = None
+        self._detail_timer: Timer | None = None
         self.show_summary()
 
     def show(self, snapshot: Snapshot) -> None:
@@ -72,7 +75,7 @@ class MessagesView(View):
                 ("   following" if log.following else "   paused (End follows)", "dim"))
             if self.problem:
                 text.append(f"   ⚠ {self.problem}", style=self.app.theme_variables["error"])
-        self.query_one("#tail-summary", Static).update(text)
+        self.query_one("#tail-summary", Static).update(text, layout=False)
 
     def tail(self, topic: str) -> None:
         """Start tailing `topic` (the previous tail stops)."""
@@ -131,17 +134,24 @@ class MessagesView(View):
             self.show_summary()
 
     @on(RecordLog.Highlighted)
-    def _highlighted(self, message: RecordLog.Highlighted) -> None:
+    def _highlighted(self) -> None:
+        """Show the selected record; while following, at most every DETAIL_EVERY seconds."""
+        if not self.query_one(RecordLog).following:
+            self._show_detail()
+        elif self._detail_timer is None:
+            self._detail_timer = self.set_timer(DETAIL_EVERY, self._show_detail)
+
+    def _show_detail(self) -> None:
+        self._detail_timer = None
         log = self.query_one(RecordLog)
-        self.query_one("#record", Static).update(Text(describe(message.record, self.topic,
-                                                               log.form)))
-        self.show_summary()
+        if log.selected is not None:
+            self.query_one("#record", Static).update(Text(describe(log.selected, self.topic,
+                                                                   log.form)))
 
     def action_cycle_format(self) -> None:
         log = self.query_one(RecordLog)
         log.form = log.form.next()
-        if log.selected is not None:
-            self._highlighted(RecordLog.Highlighted(log.selected))
+        self._show_detail()
         self.show_summary()
 
     @work

@@ -66,9 +66,10 @@ class StatusLine(Static):
     def show_ok(self, where: str, taken_at: float, duration: float) -> None:
         self.update(Text.assemble(
             (where, "bold"), f"  refreshed {time.strftime('%H:%M:%S', time.localtime(taken_at))}"
-            f" in {age(duration)}"))
+            f" in {age(duration)}"), layout=False)
 
     def show_problem(self, where: str, problem: str, last_ok: float | None) -> None:
         since = "" if last_ok is None else f" (last data {age(time.time() - last_ok)} old)"
         self.update(Text.assemble((where, "bold"), "  ",
-                                  toned(self.app, f"⚠ {problem}{since}", Severity.BAD)))
+                                  toned(self.app, f"⚠ {problem}{since}", Severity.BAD)),
+                    layout=False)

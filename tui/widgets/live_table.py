@@ -25,6 +25,7 @@ class LiveTable(DataTable):
         self._columns = columns
         self.filter_text = ""
         self._rows: list[tuple[str, Cells]] = []
+        self._shown: dict[str, Cells] = {}  # the cells last given for each row shown
 
     def on_mount(self) -> None:
         self.column_keys = self.add_columns(*self._columns)
@@ -48,12 +49,15 @@ class LiveTable(DataTable):
         for key in set(current) - kept:
             self.remove_row(key)
         for key, cells in wanted:
-            if key in self.rows:
-                for column, old, new in zip(self.column_keys, self.get_row(key), cells):
+            if key not in self.rows:
+                self.add_row(*cells, key=key)
+                continue
+            shown = self._shown.get(key)
+            if shown != cells:
+                for column, old, new in zip(self.column_keys, shown or self.get_row(key), cells):
                     if old != new:
                         self.update_cell(key, column, new)
-            else:
-                self.add_row(*cells, key=key)
+        self._shown = dict(wanted)
 
     def set_filter(self, text: str) -> None:
         self.filter_text = text.lower()
@@ -71,6 +75,7 @@ class LiveTable(DataTable):
         self.clear()
         for key, cells in wanted:
             self.add_row(*cells, key=key)
+        self._shown = dict(wanted)
         if selected is not None:
             self.select_key(selected)
         self.scroll_to(scroll.x, scroll.y, animate=False)

@@ -10,6 +10,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from rich.segment import Segment
 from rich.style import Style
@@ -34,8 +35,7 @@ class Format(StrEnum):
         return members[(members.index(self) + 1) % len(members)]
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):  # a tuple: a tail makes thousands of these per second
     partition: int
     offset: int
     timestamp: int  # ms
@@ -130,7 +130,8 @@ class RecordLog(ScrollView, can_focus=True):
         return self.records[index] if 0 <= index < len(self.records) else None
 
     def _resize(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.records))
+        if self.virtual_size.height != len(self.records):  # a full buffer stays the same size
+            self.virtual_size = Size(self.size.width, len(self.records))
 
     def _set_cursor(self, cursor: int) -> None:
         if cursor != self.cursor:
