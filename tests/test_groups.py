@@ -96,9 +96,10 @@ def produce(bootstrap: str, topic: str, per_partition: int) -> None:
 class Member:
     """One group_member.py process; its JSON events land in a shared list."""
 
-    def __init__(self, client: str, bootstrap: str, group: str, topic: str, events: list):
+    def __init__(self, client: str, bootstrap: str, group: str, topic: str, events: list,
+                 *options: str):
         self.process = subprocess.Popen(
-            [sys.executable, str(MEMBER), client, bootstrap, group, topic],
+            [sys.executable, str(MEMBER), client, bootstrap, group, topic, *options],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.events = events
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -127,8 +128,8 @@ class Members:
         self.started: list[Member] = []
         self.events: list[dict] = []
 
-    def start(self, client: str, group: str, topic: str) -> Member:
-        member = Member(client, self.bootstrap, group, topic, self.events)
+    def start(self, client: str, group: str, topic: str, *options: str) -> Member:
+        member = Member(client, self.bootstrap, group, topic, self.events, *options)
         self.started.append(member)
         return member
 
@@ -474,3 +475,38 @@ def test_pipelined_commits_land_in_order(node, admin):
             assert answer.topics[0].partitions[0].error_code == 0
         fetched = raw.receive(OffsetFetchResponse, 3, 51)
     assert fetched.topics[0].partitions[0].committed_offset == 49
+
+
+def by_instance(admin, group: str) -> dict[str, list[int]] | None:
+    """{group instance id: partitions} of a Stable group."""
+    description = admin.describe_groups([group])[group]
+    if description["group_state"] != "Stable":
+        return None
+    return {m["group_instance_id"]: sorted(p for t in m["member_assignment"]["assigned_partitions"]
+                                           for p in t["partitions"])
+            for m in description["members"]}
+
+
+def test_static_member_restart_keeps_its_partitions_without_a_rebalance(node, admin, members):
+    topic, group = unique("static"), unique("static")
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    static = ("--session-ms", "10000")
+    first = members.start("librdkafka", group, topic, "--instance", "static-a", *static)
+    other = members.start("librdkafka", group, topic, "--instance", "static-b", *static)
+    before = wait_for("2 static members", lambda: (by_instance(admin, group) or {}).keys()
+                      == {"static-a", "static-b"} and by_instance(admin, group))
+    assert_splits_partitions(before)
+
+    def assignments(member: Member) -> list:
+        return [e for e in members.events if e["event"] == "assigned"
+                and e["member"] == member.process.pid]
+
+    wait_for("both members' assignments", lambda: assignments(first) and assignments(other))
+    first.kill()  # a static member's restart within its session timeout is no rebalance
+    restarted = members.start("librdkafka", group, topic, "--instance", "static-a", *static)
+    wait_for("the restarted member's assignment", lambda: assignments(restarted))
+    assert by_instance(admin, group) == before
+    assert [e["partitions"] for e in assignments(restarted)] == [before["static-a"]]
+    assert len(assignments(other)) == 1  # the other member was never asked to rejoin
+    produce(node.bootstrap, topic, 5)
+    wait_until_consumed(admin, group, topic)
