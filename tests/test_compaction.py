@@ -5,7 +5,6 @@ the gaps, and `__consumer_offsets` is compacted too without losing a commit.
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 from confluent_kafka import Consumer, Producer
@@ -15,8 +14,8 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from conftest import NodeProcess
+from test_groups import WAIT_S, unique, wait_for
 
-WAIT_S = 30  # upper bound for anything a test waits for; never asserted on
 KEYS = [f"k{i}".encode() for i in range(10)]
 ROUNDS = 5
 
@@ -34,10 +33,6 @@ def admin(node):
     client = KafkaAdminClient(bootstrap_servers=node.bootstrap)
     yield client
     client.close()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 def produce_rounds(node, topic: str) -> dict[bytes, int]:
@@ -81,16 +76,6 @@ def read_all(node, topic: str) -> list[tuple[int, bytes, bytes | None]]:
     finally:
         consumer.close()
     raise AssertionError(f"did not reach the end of {topic}")
-
-
-def wait_for(what: str, probe):
-    end = time.monotonic() + WAIT_S
-    while time.monotonic() < end:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.mark.parametrize("tombstones_expire", [True, False])
