@@ -35,10 +35,10 @@ def admin(node):
     client.close()
 
 
-def produce_rounds(node, topic: str) -> dict[bytes, int]:
+def produce_rounds(bootstrap: str, topic: str) -> dict[bytes, int]:
     """ROUNDS values of every key, a batch per round, then a tombstone for k0 and one more
     record; returns the offset of each key's last write."""
-    producer = Producer({"bootstrap.servers": node.bootstrap, "linger.ms": 0})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
     offsets: dict[bytes, int] = {}
 
     def written(err, message):
@@ -56,9 +56,9 @@ def produce_rounds(node, topic: str) -> dict[bytes, int]:
     return offsets
 
 
-def read_all(node, topic: str) -> list[tuple[int, bytes, bytes | None]]:
+def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes | None]]:
     """(offset, key, value) of every record, from offset 0 (inside a gap once cleaned)."""
-    consumer = Consumer({"bootstrap.servers": node.bootstrap, "group.id": unique("reader"),
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
                          "enable.auto.commit": False, "enable.partition.eof": True})
     consumer.assign([ConfluentTopicPartition(topic, 0, 0)])
     records = []
@@ -78,6 +78,15 @@ def read_all(node, topic: str) -> list[tuple[int, bytes, bytes | None]]:
     raise AssertionError(f"did not reach the end of {topic}")
 
 
+def compacted(newest: dict[bytes, int], tombstone_kept: bool) -> list[tuple]:
+    """What reading produce_rounds' records back shows once cleaned, in offset order."""
+    expected = [(newest[key], key, b"%s-%d" % (key, ROUNDS - 1)) for key in KEYS[1:]]
+    if tombstone_kept:  # for delete.retention.ms
+        expected.append((newest[KEYS[0]], KEYS[0], None))
+    expected.append((newest[b"last"], b"last", b"newest batch"))
+    return sorted(expected)
+
+
 @pytest.mark.parametrize("tombstones_expire", [True, False])
 def test_compacted_topic_keeps_the_newest_value_per_key(node, admin, tombstones_expire):
     topic = unique("compacted")
@@ -85,14 +94,11 @@ def test_compacted_topic_keeps_the_newest_value_per_key(node, admin, tombstones_
     if tombstones_expire:
         configs["delete.retention.ms"] = "0"
     admin.create_topics([NewTopic(topic, 1, 1, topic_configs=configs)])
-    newest = produce_rounds(node, topic)
+    newest = produce_rounds(node.bootstrap, topic)
 
-    expected = [(newest[key], key, b"%s-%d" % (key, ROUNDS - 1)) for key in KEYS[1:]]
-    if not tombstones_expire:
-        expected.append((newest[KEYS[0]], KEYS[0], None))  # kept for delete.retention.ms
-    expected.append((newest[b"last"], b"last", b"newest batch"))
+    expected = compacted(newest, tombstone_kept=not tombstones_expire)
     # Every record keeps its offset; the log end stays where it was.
-    assert wait_for("the cleaner", lambda: read_all(node, topic) == sorted(expected) or None)
+    assert wait_for("the cleaner", lambda: read_all(node.bootstrap, topic) == sorted(expected))
 
 
 def test_consumer_offsets_are_compacted_without_losing_a_commit(node_factory):
@@ -107,7 +113,7 @@ def test_consumer_offsets_are_compacted_without_losing_a_commit(node_factory):
                 offset + p, f"commit {offset}", -1) for p in range(2)})
         # 100 commits of 2 partitions: cleaned down to a few records.
         wait_for("__consumer_offsets to be compacted",
-                 lambda: len(read_all(node, "__consumer_offsets")) < 20)
+                 lambda: len(read_all(node.bootstrap, "__consumer_offsets")) < 20)
     finally:
         admin.close()
     node.kill()
@@ -117,5 +123,38 @@ def test_consumer_offsets_are_compacted_without_losing_a_commit(node_factory):
         offsets = wait_for("the offsets", lambda: admin.list_group_offsets({group: None})[group])
         assert {tp.partition: (o.offset, o.metadata) for tp, o in offsets.items()} == \
             {0: (99, "commit 99"), 1: (100, "commit 99")}
+    finally:
+        admin.close()
+
+
+def test_a_follower_catches_up_across_compacted_gaps(quorum_cluster):
+    """The preferred replica is down while the leader writes and compacts; back, it copies
+    the compacted log (offsets with gaps), and leads again with the same records."""
+    cluster = quorum_cluster(3, **{
+        "log.cleaner.backoff.ms": 100, "broker.heartbeat.interval.ms": 200,
+        "broker.session.timeout.ms": 1000, "replica.lag.time.max.ms": 2000,
+        "leader.imbalance.check.interval.seconds": 1})
+    bootstrap = ",".join(n.bootstrap for n in cluster.nodes.values())
+    topic = unique("gaps")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, metadata_max_age_ms=500)
+    try:
+        wait_for("a topic on 3 brokers", lambda: admin.create_topics([NewTopic(
+            topic, 1, 3, topic_configs={"cleanup.policy": "compact", "delete.retention.ms": "0",
+                                        "min.cleanable.dirty.ratio": "0.01"})]))
+
+        def leadership() -> tuple[int, list[int], list[int]]:
+            [partition] = admin.describe_topics([topic])[0]["partitions"]
+            return partition["leader_id"], partition["replica_nodes"], partition["isr_nodes"]
+
+        preferred = wait_for("a leader", lambda: leadership()[0] >= 0 and leadership()[1][0])
+        cluster.kill(preferred)
+        survivors = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != preferred)
+        expected = compacted(produce_rounds(survivors, topic), tombstone_kept=False)
+        wait_for("the leader's cleaner", lambda: read_all(survivors, topic) == expected)
+
+        cluster.restart(preferred)
+        # Back in sync across the gaps, it leads again (auto.leader.rebalance.enable).
+        wait_for("the preferred replica to lead", lambda: leadership()[0] == preferred)
+        assert read_all(bootstrap, topic) == expected
     finally:
         admin.close()
