@@ -67,6 +67,7 @@ class Node:
         self._next_producer_id = 0
         self._producer_id_block_end = 0
         self._background: list[asyncio.Task] = []
+        self._lifecycle: asyncio.Task | None = None  # registration and heartbeats
         # Set once this broker is registered and unfenced: client requests wait for it.
         self.ready = asyncio.Event()
         if "broker" not in self.roles:
@@ -82,11 +83,12 @@ class Node:
         await self._load_stored_logs()
         await self.quorum.start()  # replays the committed metadata log into the image
         tasks = [self._retention_loop(), self._cleaner_loop(), self.replication.manage_isr()]
-        if "broker" in self.roles:
-            tasks.append(self._broker_lifecycle())
         if self.controller is not None:
             tasks.append(self.controller.run())
         self._background = [asyncio.create_task(t) for t in tasks]
+        if "broker" in self.roles:
+            self._lifecycle = asyncio.create_task(self._broker_lifecycle())
+            self._background.append(self._lifecycle)
         log.info("node %d opened %s: %d topics", self.node_id, self.storage.path,
                  len(self.image.topics))
 
@@ -172,6 +174,31 @@ class Node:
                 log.debug("heartbeat to the controller failed: %s", exc)
             # Until it is registered and serving, a broker asks again soon.
             await asyncio.sleep(interval if self.ready.is_set() else min(interval, REGISTER_RETRY))
+
+    async def shut_down_gracefully(self) -> None:
+        """Kafka's controlled shutdown: the controller fences this broker and moves its
+        leaderships now, and it stops once its own image shows them gone. Its clients are
+        told NOT_LEADER_OR_FOLLOWER and move on, instead of waiting out its session."""
+        if self._lifecycle is None or not self.ready.is_set():
+            return
+        self._lifecycle.cancel()  # its next heartbeat would unfence this broker again
+        try:
+            response = await self.call_controller(BrokerHeartbeatRequest(
+                version=0, broker_id=self.node_id, incarnation_id=self.incarnation,
+                current_metadata_offset=self.image.offset, want_shut_down=True),
+                Channel.LIFECYCLE)
+        except (RequestError, PeerUnavailable, NotLeader) as exc:
+            log.info("no controlled shutdown (%s): stopping with its leaderships", exc)
+            return
+        if not response.should_shut_down:
+            log.info("no controlled shutdown (error %d): stopping with its leaderships",
+                     response.error_code)
+            return
+        deadline = time.monotonic() + CONTROLLER_TIMEOUT
+        while (time.monotonic() < deadline
+               and any(partition.is_leader for partition in self.logs.values())):
+            await asyncio.sleep(0.02)
+        log.info("broker %d handed its leaderships over", self.node_id)
 
     # -- topics and partitions ----------------------------------------------------------
 
@@ -392,5 +419,6 @@ async def serve_forever(config: NodeConfig) -> None:
     log.info("node %d serving Kafka on %s:%d (cluster %s)", node.node_id, host, port, node.cluster_id)
     await stop.wait()
     log.info("node %d shutting down", node.node_id)
+    await node.shut_down_gracefully()
     await server.stop()
     await node.close()

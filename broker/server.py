@@ -5,9 +5,9 @@ reflects every request before it (a Metadata request queued behind an acks=all p
 describes the cluster the produce waited for, not the one it arrived in). The exception
 is a run of Produce requests, or of OffsetCommit requests: each starts as it arrives (so
 it takes its place in the log in order) without waiting for the one before, so a
-pipelining client's batches, or commits, share one append and one group commit. Responses go back in request order, as Kafka guarantees. Nothing a
-client sends can stop the node: a frame it cannot parse closes that client's connection
-only.
+pipelining client's batches, or commits, share one append and one group commit.
+Responses go back in request order, as Kafka guarantees. Nothing a client sends can stop
+the node: a frame it cannot parse closes that client's connection only.
 """
 from __future__ import annotations
 
@@ -82,9 +82,8 @@ class Connection:
         self.max_frame = node.config["socket.request.max.bytes"]
         self.responses: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         self.from_peer = False  # another node's connection, cut by the isolate drill
-        # Requests not yet answered -> whether it is a Produce that started at once (its
-        # records appended); a Produce may start at once only behind such Produces.
-        # Each unfinished request: the API key of the run it started in, or None.
+        # Each unfinished request: the API key of the run it started at once in, or None
+        # (it waited). A request may start at once only behind requests of its own run.
         self._unfinished: dict[asyncio.Task, int | None] = {}
 
     async def serve(self) -> None:

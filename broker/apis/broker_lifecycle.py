@@ -34,8 +34,10 @@ async def broker_registration(request, ctx):
 async def broker_heartbeat(request, ctx):
     try:
         fenced = await active_controller(ctx.node).heartbeat(
-            request.broker_id, request.incarnation_id, request.current_metadata_offset)
+            request.broker_id, request.incarnation_id, request.current_metadata_offset,
+            request.want_shut_down)
     except RequestError as exc:
         return BrokerHeartbeatResponse(version=0, throttle_time_ms=0, error_code=exc.code,
                                        is_fenced=True)
-    return BrokerHeartbeatResponse(version=0, throttle_time_ms=0, error_code=0, is_fenced=fenced)
+    return BrokerHeartbeatResponse(version=0, throttle_time_ms=0, error_code=0, is_fenced=fenced,
+                                   should_shut_down=request.want_shut_down and fenced)
