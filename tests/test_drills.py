@@ -14,7 +14,8 @@ from kafka.admin import NewTopic
 from kafka.protocol.admin import ElectLeadersRequest
 from kafka.protocol.metadata import ApiVersionsRequest, MetadataRequest
 
-from broker.cluster import probe
+from broker.cluster import client, probe
+from broker.workload import VerifiedWorkload
 from conftest import Cluster, NodeProcess, QuorumCluster, process_state, wait_until
 
 TOPIC = "drills"
@@ -129,6 +130,33 @@ def test_isolated_node_loses_its_leaderships_but_still_answers_clients(cluster):
         cli_ok(cluster, "heal", str(leader))
     assert cluster.node(leader)["state"] == "running"
     wait_for_full_isr(cluster, witness)  # it rejoins every ISR
+
+
+def test_graceful_stop_hands_leaderships_over_before_the_node_goes(cluster):
+    leader = leader_seen(cluster, 1, 0)
+    witness = other_than(leader)
+    led = led_by(cluster, witness, leader)
+    log = cluster.dir / f"node-{leader}" / "node.log"
+    log_start = log.stat().st_size
+    workload = VerifiedWorkload(bootstrap(cluster), TOPIC, PARTITIONS, rate=200).start()
+    try:
+        assert workload.wait_acknowledged(100, WAIT)
+        assert "is stopped" in cli_ok(cluster, "stop", str(leader))  # answered once it exited
+        stopped = client.request(cluster.dir, "status")["nodes"][leader - 1]
+        assert (stopped["state"], stopped["exit_code"]) == ("stopped", 0)  # no SIGKILL needed
+        with open(log, "rb") as out:
+            out.seek(log_start)
+            said = out.read().decode(errors="replace")
+        assert f"controlled shutdown: broker {leader} leads no partition now" in said, said
+        assert not led_by(cluster, witness, leader) & led
+        assert workload.wait_acknowledged(100, WAIT)  # the producer carried on
+    finally:
+        workload.stop()
+        cli_ok(cluster, "restart", str(leader))
+    assert not workload.errors, workload.errors
+    result = workload.verify()
+    assert result.ok, result
+    wait_for_full_isr(cluster)
 
 
 def test_drills_on_a_node_that_is_not_running_are_refused(cluster):
