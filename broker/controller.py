@@ -181,7 +181,9 @@ class Controller:
                     await self._fence(broker_id)
                 log.info("broker %d is shutting down: fenced, its leaderships moved", broker_id)
             return True
-        caught_up = metadata_offset >= self.quorum.high_watermark - 1
+        # As in Kafka: caught up once it has applied its own registration. Records
+        # committed since would make a target that moves on as long as the log does.
+        caught_up = metadata_offset >= broker.registered_at
         if broker.fenced and caught_up:
             async with self._lock:
                 await self._commit([fence_record(broker_id, False),

@@ -44,6 +44,7 @@ class BrokerInfo:
     port: int
     incarnation: str
     fenced: bool = True
+    registered_at: int = -1  # offset of its registration record: unfenced once applied that far
 
 
 @dataclass
@@ -119,14 +120,15 @@ class MetadataImage:
 
     def apply(self, offset: int, value: bytes) -> None:
         record = json.loads(value)
-        getattr(self, "_apply_" + record.pop("type"))(**record)
         self.offset = offset
+        getattr(self, "_apply_" + record.pop("type"))(**record)
 
     def _apply_cluster(self, id: str) -> None:
         self.cluster_id = id
 
     def _apply_register_broker(self, id: int, host: str, port: int, incarnation: str) -> None:
-        self.brokers[id] = BrokerInfo(id, host, port, incarnation, fenced=True)
+        self.brokers[id] = BrokerInfo(id, host, port, incarnation, fenced=True,
+                                      registered_at=self.offset)
 
     def _apply_fence_broker(self, id: int) -> None:
         self.brokers[id].fenced = True

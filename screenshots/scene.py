@@ -1,7 +1,7 @@
 """A deterministic scene for screenshots and snapshot tests.
 
 A local cluster holds fixed topics with fixed records (fixed keys, values, partitions
-and timestamps). `StableSource` reads it like any console would and then pins what
+and timestamps) and a consumer group with fixed committed offsets. `StableSource` reads it like any console would and then pins what
 changes from run to run — clock times, durations, ports, process ids, the quorum's
 epoch and offsets, fetch ages — so two runs draw the same screen.
 """
@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aiokafka import TopicPartition
+
 from broker.cluster.layout import Layout
 from tui.app import KraftboardApp
 from tui.config import Settings
@@ -27,6 +29,7 @@ from tui.source import ClusterSource
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDS = 30  # per topic
+GROUP, COMMITTED = "billing", 4  # a group that read 4 records of each payments partition
 PARTITIONS = 3
 EPOCH = 1_767_261_600  # 2026-01-01 10:00:00 UTC: the pinned clock
 FIRST_PORT = 9092  # the ports shown, whatever the cluster listens on
@@ -38,7 +41,7 @@ VIEWS = [
     ("cluster", ["1"], "brokers"),
     ("topics", ["2"], "topics"),
     ("topic-detail", ["2", "enter"], "partitions"),
-    ("groups", ["3"], None),
+    ("groups", ["3"], "groups"),
     ("messages", ["4"], None),
     ("drills", ["5"], "drill-partitions"),
 ]
@@ -92,6 +95,18 @@ async def fill(source: ClusterSource, brokers: int) -> None:
             await producer.send_and_wait(topic, json.dumps(value).encode(), key=key,
                                          partition=n % PARTITIONS,
                                          timestamp_ms=(EPOCH + n) * 1000)
+    await commit_group(source, GROUP, DEMO_TOPICS[1], COMMITTED)
+
+
+async def commit_group(source: ClusterSource, group: str, topic: str, offset: int) -> None:
+    """A consumer group that committed `offset` on every partition of `topic`, then left."""
+    consumer = source.consumer(group_id=group)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(PARTITIONS)])
+        await consumer.commit({TopicPartition(topic, p): offset for p in range(PARTITIONS)})
+    finally:
+        await consumer.stop()
 
 
 def pinned(snapshot: Snapshot) -> Snapshot:

@@ -172,9 +172,10 @@ def test_two_of_three_down_stops_acks_all_and_loses_nothing(cluster, workload):
     # Two down: no quorum is left to shrink the ISRs, so the survivor takes acks=all
     # writes it can never replicate, and answers REQUEST_TIMED_OUT when they expire (as
     # Kafka does). An idempotent producer retries them until message.timeout.ms.
-    led = [p for p, leader in leaders(cluster, "probe", first).items() if leader == survivor]
     killed = drill(cluster, "kill", second)
-    error = produce_once("probe", led[0], f"127.0.0.1:{cluster.port + survivor - 1}")
+    alone = f"127.0.0.1:{cluster.port + survivor - 1}"
+    led = [p for p, state in probe.partitions(alone, "probe").items() if state.leader == survivor]
+    error = produce_once("probe", led[0], alone)
     assert error is not None and error.code() == KafkaError.REQUEST_TIMED_OUT, error
     assert workload.resumed_after(killed) is None  # nothing written since is acknowledged
 
@@ -197,7 +198,7 @@ def stored_ends(cluster: Cluster, node_id: int, topic: str) -> dict[int, int]:
         db.close()
 
 
-def test_a_restarted_node_catches_up_and_rejoins_every_isr(cluster, workload):
+def test_a_restarted_node_catches_up_rejoins_every_isr_and_leads_again(cluster, workload):
     victim = next(n for n in NODES if n != probe.quorum_leader(bootstrap(cluster)))
     drill(cluster, "kill", victim)
     wait_for(lambda: all(victim not in p.isr for p in
@@ -207,6 +208,10 @@ def test_a_restarted_node_catches_up_and_rejoins_every_isr(cluster, workload):
     acknowledged_before = workload.acknowledged
     drill(cluster, "restart", victim)
     wait_for(lambda: in_sync(cluster, "verified"), f"node {victim} back in every ISR")
+    # auto.leader.rebalance.enable: its partition goes back to it, as preferred replica.
+    wait_for(lambda: all(s.leader == s.replicas[0] for s in
+                         probe.partitions(bootstrap(cluster), "verified").values()),
+             "every partition led by its preferred replica")
     assert_nothing_lost(workload)
     # It rejoined holding every record acknowledged before it came back.
     acks = workload.acks[:acknowledged_before]

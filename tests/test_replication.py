@@ -7,6 +7,7 @@ from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 from kafka.protocol.producer import ProduceResponse
 
 from broker.cluster import probe
+from broker.messages import BrokerHeartbeatRequest, BrokerRegistrationRequest
 from test_bad_input import PRODUCE_V, Raw, batch, produce_request
 
 WAIT = 30.0
@@ -110,3 +111,23 @@ def test_produces_keep_their_order_behind_a_waiting_request(quorum_cluster):
                    .responses[0].partition_responses[0] for n in (2, 1, 0)]
     assert [a.error_code for a in answers[1:]] == [0, 0]
     assert answers[2].base_offset == answers[1].base_offset + 1
+
+
+def test_a_broker_is_unfenced_once_it_has_applied_its_own_registration(quorum_cluster):
+    """Kafka's rule: a returning broker is caught up once its metadata offset reaches its
+    own registration record. Records committed after that (the log never stops while
+    other brokers and admins work) must not keep it fenced."""
+    cluster = quorum_cluster(3)
+    registered(cluster)
+    controller = cluster.nodes[probe.quorum_leader(bootstrap(cluster))]
+    address = ("127.0.0.1", controller.port)
+    registration = probe.call(address, BrokerRegistrationRequest(
+        version=0, broker_id=9, cluster_id="", incarnation_id="returning", host="127.0.0.1",
+        port=9))
+    assert registration.error_code == 0
+    quorum = probe.call(address, probe.describe_quorum_request()).topics[0].partitions[0]
+    applied = quorum.high_watermark - 1  # its registration, or a record after it
+    assert create_topic(cluster, "later", 1, 3) == 0  # the log moves on
+    heartbeat = probe.call(address, BrokerHeartbeatRequest(
+        version=0, broker_id=9, incarnation_id="returning", current_metadata_offset=applied))
+    assert (heartbeat.error_code, heartbeat.is_fenced) == (0, False)

@@ -167,14 +167,15 @@ def broker_serves(api_key: int) -> bool:
 
 
 @pytest.mark.skipif(not broker_serves(16), reason="the broker has no consumer groups yet")
-async def test_a_paused_consumer_groups_lag_rises(cluster, tmp_path):
+async def test_a_paused_consumer_groups_lag_rises_and_shows_per_partition(cluster, tmp_path):
     from aiokafka import AIOKafkaConsumer
     app = console(cluster, tmp_path)
-    consumer = AIOKafkaConsumer("orders", group_id="tui-lag", bootstrap_servers=cluster.bootstrap(),
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot and "orders" in app.snapshot.topics)
+        consumer = AIOKafkaConsumer("orders", group_id="tui-lag", auto_offset_reset="earliest",
+                                    bootstrap_servers=cluster.bootstrap())
+        await consumer.start()
+        try:
             await consumer.getmany(timeout_ms=3000)
             await consumer.commit()
             await pilot.press("3")
@@ -182,8 +183,16 @@ async def test_a_paused_consumer_groups_lag_rises(cluster, tmp_path):
             first = int(rows(app, "groups")["tui-lag"][4].replace(",", ""))
             await until(pilot, lambda: int(rows(app, "groups")["tui-lag"][4].replace(",", ""))
                         > first, what="the lag to rise while the consumer is paused")
-    finally:
-        await consumer.stop()
+            app.screen.query_one(LiveTable).select_key("tui-lag")
+            await pilot.press("enter")
+            await until(pilot, lambda: len(app.screen.query("#group-partitions")) == 1
+                        and len(rows(app, "group-partitions")) == 3, what="lag per partition")
+            for key, (topic, index, committed, end, lag, _) in rows(app, "group-partitions").items():
+                assert key == f"orders-{index}" and topic == "orders"
+                assert int(lag.replace(",", "")) == (int(end.replace(",", ""))
+                                                     - int(committed.replace(",", "")))
+        finally:
+            await consumer.stop()
 
 
 async def test_a_record_produced_from_the_dialog_shows_in_the_tail(cluster, tmp_path):

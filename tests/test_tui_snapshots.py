@@ -3,7 +3,6 @@
 The scene (screenshots/scene.py) has fixed topics and records and pins what changes
 between runs. After a deliberate change to a view, update the baselines with
 `pytest tests/test_tui_snapshots.py --snapshot-update` and review the SVG diff.
-The groups view is left out: it changes when the broker gains consumer groups.
 """
 from __future__ import annotations
 
@@ -13,9 +12,6 @@ import pytest
 
 from screenshots.scene import SIZE, VIEWS, fill, settle, stable_app, start_cluster, stop_cluster
 from tui.source import ClusterSource
-
-SNAPSHOT_VIEWS = [view for view in VIEWS if view[0] != "groups"]
-
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
@@ -36,7 +32,7 @@ def scene(tmp_path_factory):
         stop_cluster(data_dir)
 
 
-@pytest.mark.parametrize("name, keys, table", SNAPSHOT_VIEWS, ids=[v[0] for v in SNAPSHOT_VIEWS])
+@pytest.mark.parametrize("name, keys, table", VIEWS, ids=[v[0] for v in VIEWS])
 def test_view_looks_as_before(scene, tmp_path, snap_compare, name, keys, table):
     async def open_view(pilot) -> None:
         await settle(pilot, "brokers")

@@ -150,7 +150,8 @@ class KraftboardApp(App):
         for topic in snapshot.topics.values():
             self.history.count(f"topic:{topic.name}", snapshot.taken_at, topic.end_offsets)
         for group in snapshot.groups:
-            self.history.gauge(f"group:{group.id}", sum(snapshot.group_lag(group).values()))
+            self.history.gauge(f"group:{group.id}", snapshot.taken_at,
+                               sum(snapshot.group_lag(group).values()))
         self.history.forget({f"topic:{t}" for t in snapshot.topics}
                             | {f"group:{g.id}" for g in snapshot.groups})
         self.render_snapshot()

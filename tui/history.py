@@ -23,18 +23,22 @@ class History:
 
     def __init__(self, length: int = 60):
         self.length = length
-        self._last: dict[str, tuple[float, int]] = {}
+        self._last: dict[str, tuple[float, int]] = {}  # key: (time, total) of the last sample
         self._series: dict[str, deque[float]] = {}
 
     def count(self, key: str, at: float, total: int) -> None:
-        """Record a counter's total; the series holds its rate per second."""
+        """Record a counter's total at time `at`; the series holds its rate per second."""
         previous = self._last.get(key)
         self._last[key] = (at, total)
         if previous is not None and at > previous[0]:
             self._add(key, max(total - previous[1], 0) / (at - previous[0]))
 
-    def gauge(self, key: str, value: float) -> None:
-        self._add(key, value)
+    def gauge(self, key: str, at: float, value: float) -> None:
+        """Record a value at time `at` (one sample per point in time)."""
+        previous = self._last.get(key)
+        if previous is None or at > previous[0]:
+            self._last[key] = (at, 0)
+            self._add(key, value)
 
     def _add(self, key: str, value: float) -> None:
         self._series.setdefault(key, deque(maxlen=self.length)).append(value)

@@ -94,6 +94,12 @@ def partitions(bootstrap: str, topic: str) -> dict[int, PartitionState]:
             for p in found.partitions}
 
 
+def describe_quorum_request() -> DescribeQuorumRequest:
+    topic = DescribeQuorumRequest.TopicData
+    return DescribeQuorumRequest(version=1, topics=[topic(
+        topic_name="__cluster_metadata", partitions=[topic.PartitionData(partition_index=0)])])
+
+
 def quorum_leader(bootstrap: str) -> int | None:
     """The metadata quorum's leader (the active controller), or None when there is none.
 
@@ -101,9 +107,7 @@ def quorum_leader(bootstrap: str) -> int | None:
     leader's own; a node that cannot reach one answers with an error, and the next node
     in `bootstrap` is asked.
     """
-    topic = DescribeQuorumRequest.TopicData
-    request = DescribeQuorumRequest(version=1, topics=[topic(
-        topic_name="__cluster_metadata", partitions=[topic.PartitionData(partition_index=0)])])
+    request = describe_quorum_request()
     for entry in bootstrap.split(","):
         try:
             data = ask_any(entry, request).topics[0].partitions[0]
