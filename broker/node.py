@@ -20,6 +20,7 @@ from typing import Any, Iterable
 from kafka import errors
 from kafka.protocol.api_message import ApiMessage
 
+from broker.compaction import LogCleaner
 from broker.config import NodeConfig, parse_listener
 from broker.controller import Controller
 from broker.errors import RequestError
@@ -61,6 +62,7 @@ class Node:
         self.logs: dict[tuple[uuid.UUID, int], PartitionLog] = {}
         # After the image listeners above: a partition's log exists before its groups load.
         self.groups = GroupCoordinator(self)
+        self.cleaner = LogCleaner(self)
         # Logs found on disk, by (topic id, partition), until the image names them.
         self._stored: dict[tuple[bytes, int], PartitionLog] = {}
         self._next_partition_id = 0
@@ -84,11 +86,11 @@ class Node:
         self._next_partition_id = await self.storage.max_partition_id()
         await self._load_stored_logs()
         await self.quorum.start()  # replays the committed metadata log into the image
-        tasks = [self._retention_loop(), self.replication.manage_isr()]
-        if "broker" in self.roles:
-            tasks.append(self._broker_lifecycle())
+        tasks = [self._retention_loop(), self._cleaner_loop(), self.replication.manage_isr()]
         if self.controller is not None:
             tasks.append(self.controller.run())
+        if "broker" in self.roles:
+            tasks.append(self._broker_lifecycle())
         self._background = [asyncio.create_task(t) for t in tasks]
         log.info("node %d opened %s: %d topics", self.node_id, self.storage.path,
                  len(self.image.topics))
@@ -380,6 +382,15 @@ class Node:
                 await self.enforce_retention()
             except Exception:
                 log.exception("retention check failed; trying again in %.0f s", interval)
+
+    async def _cleaner_loop(self) -> None:
+        interval = self.config["log.cleaner.backoff.ms"] / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.cleaner.clean_all()
+            except Exception:
+                log.exception("log cleaning failed; trying again in %.1f s", interval)
 
     async def allocate_producer_id(self) -> int:
         if self._next_producer_id >= self._producer_id_block_end:

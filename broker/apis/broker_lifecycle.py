@@ -39,7 +39,6 @@ async def broker_heartbeat(request, ctx):
             request.want_shut_down)
     except RequestError as exc:
         return BrokerHeartbeatResponse(version=0, throttle_time_ms=0, error_code=exc.code,
-                                       is_fenced=True, should_shut_down=False)
-    # Fenced for its shutdown: it leads nothing any more and may go.
+                                       is_fenced=True)
     return BrokerHeartbeatResponse(version=0, throttle_time_ms=0, error_code=0, is_fenced=fenced,
                                    should_shut_down=request.want_shut_down and fenced)

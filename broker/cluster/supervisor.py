@@ -26,7 +26,6 @@ from typing import Any
 
 from broker.cluster import ClusterError, client
 from broker.cluster.layout import Layout
-from broker.cluster.probe import quorum_leader
 from broker.config import ConfigError, NodeConfig
 
 log = logging.getLogger(__name__)
@@ -380,6 +379,10 @@ class Supervisor:
     @op("status")
     async def status(self, request: dict) -> dict:
         """Every node's state, and the active controller as the cluster itself says."""
+        # Imported here: kafka-python takes half a second to import, which every
+        # `kraftboard cluster` command and the supervisor's own start would pay.
+        from broker.cluster.probe import quorum_leader
+
         # Paused and isolated nodes would hang or answer from a stale view: not asked.
         running = ",".join(f"{n.address[0]}:{n.address[1]}" for n in self.nodes.values()
                            if n.state is State.RUNNING)
