@@ -164,8 +164,12 @@ class Controller:
 
     async def heartbeat(self, broker_id: int, incarnation: str, metadata_offset: int,
                         want_shut_down: bool = False) -> bool:
-        """Record a heartbeat; returns whether the broker is (still) fenced. A broker that
-        wants to shut down is fenced at once and leaves every ISR and leadership."""
+        """Record a heartbeat; returns whether the broker is (still) fenced.
+
+        A broker that wants to shut down (Kafka's controlled shutdown) is fenced at once:
+        its leaderships move to other in-sync replicas and it leaves the ISRs while it is
+        still up, so clients move on before it goes. It is not unfenced again.
+        """
         broker = self.image.brokers.get(broker_id)
         if broker is None or broker.incarnation != incarnation:
             raise RequestError(errors.BrokerNotAvailableError,
@@ -174,8 +178,7 @@ class Controller:
         if want_shut_down:
             if not broker.fenced:
                 async with self._lock:
-                    await self._commit([fence_record(broker_id, True),
-                                        *self._move_away_from(broker_id)])
+                    await self._fence(broker_id)
                 log.info("broker %d is shutting down: fenced, its leaderships moved", broker_id)
             return True
         # As in Kafka: caught up once it has applied its own registration. Records
@@ -195,9 +198,13 @@ class Controller:
             last = self._heartbeats.setdefault(broker.id, now)  # a new controller gives grace
             if not broker.fenced and now - last > timeout:
                 async with self._lock:
-                    await self._commit([fence_record(broker.id, True),
-                                        *self._move_away_from(broker.id)])
+                    await self._fence(broker.id)
                 log.warning("broker %d missed heartbeats for %.1f s: fenced", broker.id, now - last)
+
+    async def _fence(self, broker_id: int) -> None:
+        """The caller holds self._lock."""
+        if not self.image.brokers[broker_id].fenced:
+            await self._commit([fence_record(broker_id, True), *self._move_away_from(broker_id)])
 
     async def run(self) -> None:
         """While this node is the active controller: fence brokers whose session expired

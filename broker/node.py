@@ -9,6 +9,7 @@ that falls silent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PRODUCER_ID_BLOCK = 1000
 CONTROLLER_TIMEOUT = 5.0
+CONTROLLED_SHUTDOWN_TIMEOUT = 5.0  # seconds a stopping broker waits to lead nothing
 REGISTER_RETRY = 0.1
 
 
@@ -67,9 +69,11 @@ class Node:
         self._next_producer_id = 0
         self._producer_id_block_end = 0
         self._background: list[asyncio.Task] = []
-        self._lifecycle: asyncio.Task | None = None  # registration and heartbeats
         # Set once this broker is registered and unfenced: client requests wait for it.
         self.ready = asyncio.Event()
+        self._heartbeat_now = asyncio.Event()
+        self._shutting_down = False  # heartbeats ask the controller for a controlled shutdown
+        self._shutdown_approved = asyncio.Event()
         if "broker" not in self.roles:
             self.ready.set()
 
@@ -85,10 +89,9 @@ class Node:
         tasks = [self._retention_loop(), self._cleaner_loop(), self.replication.manage_isr()]
         if self.controller is not None:
             tasks.append(self.controller.run())
-        self._background = [asyncio.create_task(t) for t in tasks]
         if "broker" in self.roles:
-            self._lifecycle = asyncio.create_task(self._broker_lifecycle())
-            self._background.append(self._lifecycle)
+            tasks.append(self._broker_lifecycle())
+        self._background = [asyncio.create_task(t) for t in tasks]
         log.info("node %d opened %s: %d topics", self.node_id, self.storage.path,
                  len(self.image.topics))
 
@@ -165,40 +168,46 @@ class Node:
                     registered = True
                 response = await self.call_controller(BrokerHeartbeatRequest(
                     version=0, broker_id=self.node_id, incarnation_id=self.incarnation,
-                    current_metadata_offset=self.image.offset), Channel.LIFECYCLE)
+                    current_metadata_offset=self.image.offset,
+                    want_shut_down=self._shutting_down), Channel.LIFECYCLE)
                 registered = response.error_code == 0
-                if registered and not response.is_fenced and not self.ready.is_set():
+                if response.should_shut_down:
+                    self._shutdown_approved.set()
+                elif registered and not response.is_fenced and not self.ready.is_set():
                     log.info("broker %d is registered and unfenced: serving clients", self.node_id)
                     self.ready.set()
             except (RequestError, PeerUnavailable, NotLeader) as exc:
                 log.debug("heartbeat to the controller failed: %s", exc)
-            # Until it is registered and serving, a broker asks again soon.
-            await asyncio.sleep(interval if self.ready.is_set() else min(interval, REGISTER_RETRY))
+            # Until it is registered and serving, or while it shuts down, it asks again soon.
+            soon = self._shutting_down or not self.ready.is_set()
+            self._heartbeat_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heartbeat_now.wait(),
+                                       min(interval, REGISTER_RETRY) if soon else interval)
 
-    async def shut_down_gracefully(self) -> None:
-        """Kafka's controlled shutdown: the controller fences this broker and moves its
-        leaderships now, and it stops once its own image shows them gone. Its clients are
-        told NOT_LEADER_OR_FOLLOWER and move on, instead of waiting out its session."""
-        if self._lifecycle is None or not self.ready.is_set():
+    async def controlled_shutdown(self) -> None:
+        """Kafka's controlled shutdown, before a graceful stop: the controller fences this
+        broker and moves its leaderships to other in-sync replicas while it still serves,
+        so clients follow them before it goes. Waits, at most CONTROLLED_SHUTDOWN_TIMEOUT
+        (no controller may be reachable), until this node's image shows it leads nothing."""
+        if "broker" not in self.roles or not self.ready.is_set():
             return
-        self._lifecycle.cancel()  # its next heartbeat would unfence this broker again
+        self._shutting_down = True
+        self._heartbeat_now.set()  # ask now, not at the next heartbeat
         try:
-            response = await self.call_controller(BrokerHeartbeatRequest(
-                version=0, broker_id=self.node_id, incarnation_id=self.incarnation,
-                current_metadata_offset=self.image.offset, want_shut_down=True),
-                Channel.LIFECYCLE)
-        except (RequestError, PeerUnavailable, NotLeader) as exc:
-            log.info("no controlled shutdown (%s): stopping with its leaderships", exc)
-            return
-        if not response.should_shut_down:
-            log.info("no controlled shutdown (error %d): stopping with its leaderships",
-                     response.error_code)
-            return
-        deadline = time.monotonic() + CONTROLLER_TIMEOUT
-        while (time.monotonic() < deadline
-               and any(partition.is_leader for partition in self.logs.values())):
-            await asyncio.sleep(0.02)
-        log.info("broker %d handed its leaderships over", self.node_id)
+            async with asyncio.timeout(CONTROLLED_SHUTDOWN_TIMEOUT):
+                await self._shutdown_approved.wait()
+                while self._led_partitions():
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            log.warning("controlled shutdown: broker %d still leads %s after %g s; stopping "
+                        "anyway", self.node_id, self._led_partitions(), CONTROLLED_SHUTDOWN_TIMEOUT)
+        else:
+            log.info("controlled shutdown: broker %d leads no partition now", self.node_id)
+
+    def _led_partitions(self) -> list[str]:
+        return [f"{p.topic}-{p.index}" for t in self.image.topics.values() for p in t.partitions
+                if p.leader == self.node_id]
 
     # -- topics and partitions ----------------------------------------------------------
 
@@ -419,6 +428,6 @@ async def serve_forever(config: NodeConfig) -> None:
     log.info("node %d serving Kafka on %s:%d (cluster %s)", node.node_id, host, port, node.cluster_id)
     await stop.wait()
     log.info("node %d shutting down", node.node_id)
-    await node.shut_down_gracefully()
+    await node.controlled_shutdown()
     await server.stop()
     await node.close()

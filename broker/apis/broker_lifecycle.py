@@ -1,5 +1,6 @@
 """BrokerRegistration (62) and BrokerHeartbeat (63): brokers reporting to the active
-controller, which fences the silent ones (see broker/controller.py)."""
+controller, which fences the silent ones and, on WantShutDown, the ones about to stop
+(controlled shutdown; see broker/controller.py)."""
 from kafka import errors
 
 from broker.errors import RequestError
