@@ -234,7 +234,7 @@ def test_group_rebalances_through_kill_join_and_leave(node, admin, members, clie
     next_generation(2)
 
     members.leave_all()
-    assert admin.describe_groups([group])[group]["group_state"] == "Empty"
+    wait_for("an empty group", lambda: admin.describe_groups([group])[group]["group_state"] == "Empty")
     before = committed(admin, group, topic)
     produce(node.bootstrap, topic, 5)
     started_at = len(members.events)
