@@ -142,11 +142,18 @@ def test_a_follower_catches_up_across_compacted_gaps(quorum_cluster):
             topic, 1, 3, topic_configs={"cleanup.policy": "compact", "delete.retention.ms": "0",
                                         "min.cleanable.dirty.ratio": "0.01"})]))
 
-        def leadership() -> tuple[int, list[int], list[int]]:
-            [partition] = admin.describe_topics([topic])[0]["partitions"]
-            return partition["leader_id"], partition["replica_nodes"], partition["isr_nodes"]
+        def leadership() -> tuple[int, list[int]]:
+            """(leader, replicas); (-1, []) while this node's metadata lacks them."""
+            partitions = admin.describe_topics([topic])[0]["partitions"]
+            if not partitions:
+                return -1, []
+            return partitions[0]["leader_id"], partitions[0]["replica_nodes"]
 
-        preferred = wait_for("a leader", lambda: leadership()[0] >= 0 and leadership()[1][0])
+        def preferred_replica() -> int | None:
+            leader, replicas = leadership()
+            return replicas[0] if leader >= 0 else None
+
+        preferred = wait_for("a leader", preferred_replica)
         cluster.kill(preferred)
         survivors = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != preferred)
         expected = compacted(produce_rounds(survivors, topic), tombstone_kept=False)

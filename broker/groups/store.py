@@ -54,7 +54,7 @@ class OffsetsPartition:
         self.loaded = False
         self.groups: dict[str, Group] = {}
         self._queued: list[tuple[Records, asyncio.Future]] = []
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task] = set()  # replication waits under way (kept referenced)
 
     @property
     def index(self) -> int:
@@ -177,5 +177,5 @@ class OffsetsPartition:
         for group in self.groups.values():
             group.unload(error)
         self.groups.clear()
-        for task in self._tasks:
-            task.cancel()
+        # Writes under way end by themselves: waiting for replication on a partition this
+        # node no longer leads fails with NOT_LEADER_OR_FOLLOWER, answered NOT_COORDINATOR.
