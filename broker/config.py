@@ -150,6 +150,9 @@ NODE_SETTINGS = {s.name: s for s in [
             "move leadership back to preferred replicas"),
     Setting("leader.imbalance.check.interval.seconds", int, 300,
             "how often leadership is rebalanced", at_least(1)),
+    Setting("leader.imbalance.per.broker.percentage", int, 10,
+            "accepted for compatibility; as Kafka's KRaft controller, every partition whose "
+            "preferred replica can lead is rebalanced", at_least(0)),
     Setting("controller.quorum.voters", list, [],
             "the metadata quorum's voters, ID@HOST:PORT each (empty: this node alone)", _voters),
     Setting("controller.quorum.election.timeout.ms", int, 1000,

@@ -162,13 +162,25 @@ class Controller:
             await self._commit(records)
             log.info("broker %d registered at %s:%d", broker.id, broker.host, broker.port)
 
-    async def heartbeat(self, broker_id: int, incarnation: str, metadata_offset: int) -> bool:
-        """Record a heartbeat; returns whether the broker is (still) fenced."""
+    async def heartbeat(self, broker_id: int, incarnation: str, metadata_offset: int,
+                        want_shut_down: bool = False) -> bool:
+        """Record a heartbeat; returns whether the broker is (still) fenced.
+
+        A broker that wants to shut down (Kafka's controlled shutdown) is fenced at once:
+        its leaderships move to other in-sync replicas and it leaves the ISRs while it is
+        still up, so clients move on before it goes. It is not unfenced again.
+        """
         broker = self.image.brokers.get(broker_id)
         if broker is None or broker.incarnation != incarnation:
             raise RequestError(errors.BrokerNotAvailableError,
                                f"broker {broker_id} must register again")
         self._heartbeats[broker_id] = time.monotonic()
+        if want_shut_down:
+            if not broker.fenced:
+                async with self._lock:
+                    await self._fence(broker_id)
+                log.info("broker %d is shutting down: fenced, its leaderships moved", broker_id)
+            return True
         # As in Kafka: caught up once it has applied its own registration. Records
         # committed since would make a target that moves on as long as the log does.
         caught_up = metadata_offset >= broker.registered_at
@@ -186,9 +198,13 @@ class Controller:
             last = self._heartbeats.setdefault(broker.id, now)  # a new controller gives grace
             if not broker.fenced and now - last > timeout:
                 async with self._lock:
-                    await self._commit([fence_record(broker.id, True),
-                                        *self._move_away_from(broker.id)])
+                    await self._fence(broker.id)
                 log.warning("broker %d missed heartbeats for %.1f s: fenced", broker.id, now - last)
+
+    async def _fence(self, broker_id: int) -> None:
+        """The caller holds self._lock."""
+        if not self.image.brokers[broker_id].fenced:
+            await self._commit([fence_record(broker_id, True), *self._move_away_from(broker_id)])
 
     async def run(self) -> None:
         """While this node is the active controller: fence brokers whose session expired

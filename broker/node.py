@@ -9,6 +9,7 @@ that falls silent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -19,6 +20,7 @@ from typing import Any, Iterable
 from kafka import errors
 from kafka.protocol.api_message import ApiMessage
 
+from broker.compaction import LogCleaner
 from broker.config import NodeConfig, parse_listener
 from broker.controller import Controller
 from broker.errors import RequestError
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 PRODUCER_ID_BLOCK = 1000
 CONTROLLER_TIMEOUT = 5.0
+CONTROLLED_SHUTDOWN_TIMEOUT = 5.0  # seconds a stopping broker waits to lead nothing
 REGISTER_RETRY = 0.1
 
 
@@ -59,6 +62,7 @@ class Node:
         self.logs: dict[tuple[uuid.UUID, int], PartitionLog] = {}
         # After the image listeners above: a partition's log exists before its groups load.
         self.groups = GroupCoordinator(self)
+        self.cleaner = LogCleaner(self)
         # Logs found on disk, by (topic id, partition), until the image names them.
         self._stored: dict[tuple[bytes, int], PartitionLog] = {}
         self._next_partition_id = 0
@@ -67,6 +71,9 @@ class Node:
         self._background: list[asyncio.Task] = []
         # Set once this broker is registered and unfenced: client requests wait for it.
         self.ready = asyncio.Event()
+        self._heartbeat_now = asyncio.Event()
+        self._shutting_down = False  # heartbeats ask the controller for a controlled shutdown
+        self._shutdown_approved = asyncio.Event()
         if "broker" not in self.roles:
             self.ready.set()
 
@@ -79,11 +86,11 @@ class Node:
         self._next_partition_id = await self.storage.max_partition_id()
         await self._load_stored_logs()
         await self.quorum.start()  # replays the committed metadata log into the image
-        tasks = [self._retention_loop(), self.replication.manage_isr()]
-        if "broker" in self.roles:
-            tasks.append(self._broker_lifecycle())
+        tasks = [self._retention_loop(), self._cleaner_loop(), self.replication.manage_isr()]
         if self.controller is not None:
             tasks.append(self.controller.run())
+        if "broker" in self.roles:
+            tasks.append(self._broker_lifecycle())
         self._background = [asyncio.create_task(t) for t in tasks]
         log.info("node %d opened %s: %d topics", self.node_id, self.storage.path,
                  len(self.image.topics))
@@ -161,15 +168,46 @@ class Node:
                     registered = True
                 response = await self.call_controller(BrokerHeartbeatRequest(
                     version=0, broker_id=self.node_id, incarnation_id=self.incarnation,
-                    current_metadata_offset=self.image.offset), Channel.LIFECYCLE)
+                    current_metadata_offset=self.image.offset,
+                    want_shut_down=self._shutting_down), Channel.LIFECYCLE)
                 registered = response.error_code == 0
-                if registered and not response.is_fenced and not self.ready.is_set():
+                if response.should_shut_down:
+                    self._shutdown_approved.set()
+                elif registered and not response.is_fenced and not self.ready.is_set():
                     log.info("broker %d is registered and unfenced: serving clients", self.node_id)
                     self.ready.set()
             except (RequestError, PeerUnavailable, NotLeader) as exc:
                 log.debug("heartbeat to the controller failed: %s", exc)
-            # Until it is registered and serving, a broker asks again soon.
-            await asyncio.sleep(interval if self.ready.is_set() else min(interval, REGISTER_RETRY))
+            # Until it is registered and serving, or while it shuts down, it asks again soon.
+            soon = self._shutting_down or not self.ready.is_set()
+            self._heartbeat_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._heartbeat_now.wait(),
+                                       min(interval, REGISTER_RETRY) if soon else interval)
+
+    async def controlled_shutdown(self) -> None:
+        """Kafka's controlled shutdown, before a graceful stop: the controller fences this
+        broker and moves its leaderships to other in-sync replicas while it still serves,
+        so clients follow them before it goes. Waits, at most CONTROLLED_SHUTDOWN_TIMEOUT
+        (no controller may be reachable), until this node's image shows it leads nothing."""
+        if "broker" not in self.roles or not self.ready.is_set():
+            return
+        self._shutting_down = True
+        self._heartbeat_now.set()  # ask now, not at the next heartbeat
+        try:
+            async with asyncio.timeout(CONTROLLED_SHUTDOWN_TIMEOUT):
+                await self._shutdown_approved.wait()
+                while self._led_partitions():
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            log.warning("controlled shutdown: broker %d still leads %s after %g s; stopping "
+                        "anyway", self.node_id, self._led_partitions(), CONTROLLED_SHUTDOWN_TIMEOUT)
+        else:
+            log.info("controlled shutdown: broker %d leads no partition now", self.node_id)
+
+    def _led_partitions(self) -> list[str]:
+        return [f"{p.topic}-{p.index}" for t in self.image.topics.values() for p in t.partitions
+                if p.leader == self.node_id]
 
     # -- topics and partitions ----------------------------------------------------------
 
@@ -345,6 +383,15 @@ class Node:
             except Exception:
                 log.exception("retention check failed; trying again in %.0f s", interval)
 
+    async def _cleaner_loop(self) -> None:
+        interval = self.config["log.cleaner.backoff.ms"] / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.cleaner.clean_all()
+            except Exception:
+                log.exception("log cleaning failed; trying again in %.1f s", interval)
+
     async def allocate_producer_id(self) -> int:
         if self._next_producer_id >= self._producer_id_block_end:
             # Reserve a block durably first, so a restart never hands out an id twice.
@@ -381,5 +428,6 @@ async def serve_forever(config: NodeConfig) -> None:
     log.info("node %d serving Kafka on %s:%d (cluster %s)", node.node_id, host, port, node.cluster_id)
     await stop.wait()
     log.info("node %d shutting down", node.node_id)
+    await node.controlled_shutdown()
     await server.stop()
     await node.close()

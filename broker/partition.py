@@ -194,7 +194,8 @@ class PartitionLog:
         for batch in batches:
             if batch.last_offset < self.end_offset:
                 continue  # already have it (a refetch after a timeout)
-            if batch.base_offset != self.end_offset:
+            # A gap is where compaction removed whole batches; an overlap is corrupt.
+            if batch.base_offset < self.end_offset:
                 raise RequestError(errors.CorruptRecordError,
                                    f"{self.topic}-{self.index}: leader sent offset "
                                    f"{batch.base_offset}, expected {self.end_offset}")
@@ -209,10 +210,7 @@ class PartitionLog:
         self.end_offset = base_offset + batch.last_offset_delta + 1
         self.size += batch.size
         end = self.end_offset
-        return self.storage.append_batch(
-            (self.pid, base_offset, end - 1, batch.max_timestamp, epoch, batch.producer_id,
-             batch.producer_epoch, batch.base_sequence, batch.size, batch.data),
-            lambda: self._committed(end))
+        return self.storage.append_batch(self.pid, batch, lambda: self._committed(end))
 
     def _committed(self, end: int) -> None:
         if end > self.local_end:

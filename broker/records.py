@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Iterator
 
 from crc32c import crc32c
 from kafka import errors
+from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from broker.errors import RequestError
 
@@ -150,3 +152,26 @@ def replicated_batches(payload: bytes) -> list[Batch]:
     so only the framing and CRC are checked again."""
     view = memoryview(payload)
     return [_batch(view, pos, size) for pos, size, _ in _frames(payload)]
+
+
+# -- whole records, for the features that need them (compaction, consumer groups) -------
+
+BUILT_BATCH_BYTES = 1024 * 1024
+
+
+def iter_batches(blobs: bytes) -> Iterator[DefaultRecordBatch]:
+    """Each batch of concatenated stored batches, for kafka-python's record reader."""
+    view = memoryview(blobs)
+    pos = 0
+    while pos < len(view):
+        size = struct.unpack_from(">i", view, pos + 8)[0] + LENGTH_OVERHEAD
+        yield DefaultRecordBatch(bytes(view[pos:pos + size]))
+        pos += size
+
+
+def new_builder(codec: int, producer_id: int, producer_epoch: int,
+                base_sequence: int) -> DefaultRecordBatchBuilder:
+    """kafka-python's v2 batch builder, for batches the broker writes itself."""
+    return DefaultRecordBatchBuilder(magic=2, compression_type=codec, is_transactional=0,
+                                     producer_id=producer_id, producer_epoch=producer_epoch,
+                                     base_sequence=base_sequence, batch_size=BUILT_BATCH_BYTES)

@@ -3,11 +3,11 @@
 A connection's requests are handled one after the other, as Kafka does, so each answer
 reflects every request before it (a Metadata request queued behind an acks=all produce
 describes the cluster the produce waited for, not the one it arrived in). The exception
-is a run of Produce requests: each starts as it arrives (so it gets its offsets in
-order) without waiting for the one before, so a pipelining client's batches join the
-same group commit. Responses go back in request order, as Kafka guarantees. Nothing a
-client sends can stop the node: a frame it cannot parse closes that client's connection
-only.
+is a run of Produce requests, or of OffsetCommit requests: each starts as it arrives (so
+it takes its place in the log in order) without waiting for the one before, so a
+pipelining client's batches, or commits, share one append and one group commit.
+Responses go back in request order, as Kafka guarantees. Nothing a client sends can stop
+the node: a frame it cannot parse closes that client's connection only.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 REQUEST_PREFIX = struct.Struct(">hhi")  # api key, api version, correlation id
 PRODUCE_KEY = 0
+OFFSET_COMMIT_KEY = 8
+RUN_KEYS = frozenset({PRODUCE_KEY, OFFSET_COMMIT_KEY})  # APIs whose runs start at once
 API_VERSIONS_KEY = 18
 UNSUPPORTED_VERSION = 35
 MAX_IN_FLIGHT = 64  # requests read ahead per connection before reading pauses
@@ -80,9 +82,9 @@ class Connection:
         self.max_frame = node.config["socket.request.max.bytes"]
         self.responses: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         self.from_peer = False  # another node's connection, cut by the isolate drill
-        # Requests not yet answered -> whether it is a Produce that started at once (its
-        # records appended); a Produce may start at once only behind such Produces.
-        self._unfinished: dict[asyncio.Task, bool] = {}
+        # Each unfinished request: the API key of the run it started at once in, or None
+        # (it waited). A request may start at once only behind requests of its own run.
+        self._unfinished: dict[asyncio.Task, int | None] = {}
 
     async def serve(self) -> None:
         reading = asyncio.create_task(self._read_requests())
@@ -138,11 +140,11 @@ class Connection:
                 # Clients wait until this broker has registered and caught up, as in Kafka.
                 await self.node.ready.wait()
             context = RequestContext(self.node, version, correlation_id, client_id, self.peer)
-            produce = api_key == PRODUCE_KEY
-            earlier = [] if produce and all(self._unfinished.values()) else list(self._unfinished)
+            in_run = api_key in RUN_KEYS and all(k == api_key for k in self._unfinished.values())
+            earlier = [] if in_run else list(self._unfinished)
             # The task starts before the next request is read, so appends keep their order.
             task = asyncio.create_task(self._handle(api, request, context, earlier))
-            self._unfinished[task] = produce and not earlier
+            self._unfinished[task] = api_key if in_run else None
             task.add_done_callback(self._unfinished.pop)
             await self.responses.put(task)
 

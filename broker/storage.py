@@ -15,6 +15,8 @@ from typing import Any, Callable
 
 import aiosqlite
 
+from broker.records import Batch
+
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -63,8 +65,11 @@ READ_BATCHES = """
 WITH candidates AS (
     SELECT rowid AS rid, base_offset, size FROM batches
     WHERE pid = :pid
+      -- From the batch holding :offset; in a gap compaction left, from the next batch.
       AND base_offset >= COALESCE(
-          (SELECT MAX(base_offset) FROM batches WHERE pid = :pid AND base_offset <= :offset),
+          (SELECT CASE WHEN last_offset >= :offset THEN base_offset ELSE :offset END
+           FROM batches WHERE pid = :pid AND base_offset <= :offset
+           ORDER BY base_offset DESC LIMIT 1),
           :offset)
       AND base_offset < :end
     ORDER BY base_offset LIMIT :max_rows),
@@ -77,6 +82,11 @@ SELECT batches.data FROM budgeted JOIN batches ON batches.rowid = budgeted.rid
 WHERE budgeted.upto <= :max_bytes OR budgeted.n = 1
 ORDER BY budgeted.base_offset
 """
+
+
+def batch_row(pid: int, batch: Batch) -> tuple:
+    return (pid, batch.base_offset, batch.last_offset, batch.max_timestamp, batch.leader_epoch,
+            batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.size, batch.data)
 
 
 @dataclass
@@ -148,8 +158,20 @@ class Storage:
             self._wakeup.set()
         return self._commit
 
-    def append_batch(self, row: tuple, on_commit: Callable[[], None] | None) -> asyncio.Future:
-        return self.write(INSERT_BATCH, row, on_commit)
+    def append_batch(self, pid: int, batch: Batch,
+                     on_commit: Callable[[], None] | None) -> asyncio.Future:
+        return self.write(INSERT_BATCH, batch_row(pid, batch), on_commit)
+
+    def replace_batches(self, pid: int, dropped: list[int], rewritten: list[Batch]) -> asyncio.Future:
+        """Compaction's result, in one transaction: batches gone, and batches rewritten
+        under their base offsets."""
+        committed = None
+        for base_offset in dropped + [b.base_offset for b in rewritten]:
+            committed = self.write("DELETE FROM batches WHERE pid = ? AND base_offset = ?",
+                                   (pid, base_offset))
+        for batch in rewritten:
+            committed = self.write(INSERT_BATCH, batch_row(pid, batch))
+        return committed
 
     async def flush(self) -> None:
         if self._commit is not None:
@@ -250,6 +272,12 @@ class Storage:
     def truncate(self, pid: int, offset: int) -> asyncio.Future:
         """Remove every batch from `offset` on (a batch boundary)."""
         return self.write("DELETE FROM batches WHERE pid = ? AND base_offset >= ?", (pid, offset))
+
+    async def last_batch_offset(self, pid: int) -> int:
+        """Base offset of the newest committed batch (0 for an empty log)."""
+        rows = await self.query("SELECT COALESCE(MAX(base_offset), 0) FROM batches WHERE pid = ?",
+                                (pid,))
+        return rows[0][0]
 
     async def size_below(self, pid: int, offset: int) -> int:
         """Bytes of the batches wholly below `offset`."""

@@ -16,6 +16,7 @@ is at its offset exactly once, and that sequences only grow along each partition
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -23,7 +24,10 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+# librdkafka logs through Python logging, not onto the terminal a console is drawing on.
+LIBRDKAFKA_LOG = {"logger": logging.getLogger("broker.workload.librdkafka")}
 PRODUCER_CONFIG = {
+    **LIBRDKAFKA_LOG,
     "enable.idempotence": True,  # implies acks=all and retries without duplicates
     "acks": "all",
     "linger.ms": 5,
@@ -165,7 +169,7 @@ def read_topic(bootstrap: str, topic: str, partitions: int,
                timeout: float) -> dict[int, list[tuple[int, int]]]:
     """{partition: [(offset, sequence), ...]} of every record below the high watermarks."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kraftboard-verify",
-                         "enable.auto.commit": False})
+                         "enable.auto.commit": False, **LIBRDKAFKA_LOG})
     try:
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
                 for p in range(partitions)}

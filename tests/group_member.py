@@ -1,9 +1,11 @@
 """A consumer-group member as its own process, so a test can SIGKILL it.
 
-    python group_member.py CLIENT BOOTSTRAP GROUP TOPIC
+    python group_member.py CLIENT BOOTSTRAP GROUP TOPIC [--instance ID] [--session-ms MS]
 
-CLIENT is `librdkafka` or `aiokafka`. The member consumes TOPIC in GROUP and, for every
-record, prints a JSON line {"event": "consumed", "p", "o", "t"}, commits the next offset
+CLIENT is `librdkafka` or `aiokafka`; --instance makes it a static member. The member
+consumes TOPIC in GROUP. Each time it is given partitions (librdkafka) it prints
+{"event": "assigned", "partitions": [...]}; for every record it prints a JSON line
+{"event": "consumed", "p", "o", "t"}, commits the next offset
 synchronously and prints {"event": "committed", "p", "o", "t"} once the coordinator has
 acknowledged it (t: wall-clock seconds, comparable across processes). A commit refused
 because a rebalance took the partition away prints nothing: the next owner consumes the
@@ -11,13 +13,12 @@ record again. SIGTERM makes the member close cleanly, which leaves the group at 
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import signal
-import sys
 import time
 
-SESSION_TIMEOUT_MS = 2000
 HEARTBEAT_INTERVAL_MS = 300
 
 
@@ -25,16 +26,24 @@ def emit(event: str, partition: int, offset: int) -> None:
     print(json.dumps({"event": event, "p": partition, "o": offset, "t": time.time()}), flush=True)
 
 
-def run_librdkafka(bootstrap: str, group: str, topic: str) -> None:
+def run_librdkafka(args: argparse.Namespace) -> None:
     from confluent_kafka import Consumer, KafkaException
 
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "session.timeout.ms": SESSION_TIMEOUT_MS,
-                         "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS})
-    consumer.subscribe([topic])
+    config = {"bootstrap.servers": args.bootstrap, "group.id": args.group,
+              "auto.offset.reset": "earliest", "enable.auto.commit": False,
+              "session.timeout.ms": args.session_ms,
+              "heartbeat.interval.ms": HEARTBEAT_INTERVAL_MS}
+    if args.instance:
+        config["group.instance.id"] = args.instance
+    consumer = Consumer(config)
+
+    def assigned(consumer, partitions):
+        print(json.dumps({"event": "assigned", "partitions": sorted(p.partition for p in partitions),
+                          "t": time.time()}), flush=True)
+
+    consumer.subscribe([args.topic], on_assign=assigned)
     while not stop:
         message = consumer.poll(0.1)
         if message is None or message.error():
@@ -48,16 +57,17 @@ def run_librdkafka(bootstrap: str, group: str, topic: str) -> None:
     consumer.close()
 
 
-async def run_aiokafka(bootstrap: str, group: str, topic: str) -> None:
+async def run_aiokafka(args: argparse.Namespace) -> None:
     from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
     from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                session_timeout_ms=SESSION_TIMEOUT_MS,
+    topic = args.topic
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=args.bootstrap, group_id=args.group,
+                                group_instance_id=args.instance, auto_offset_reset="earliest",
+                                enable_auto_commit=False, session_timeout_ms=args.session_ms,
                                 heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS)
     await consumer.start()
     try:
@@ -77,8 +87,13 @@ async def run_aiokafka(bootstrap: str, group: str, topic: str) -> None:
 
 
 if __name__ == "__main__":
-    client, bootstrap, group, topic = sys.argv[1:5]
-    if client == "librdkafka":
-        run_librdkafka(bootstrap, group, topic)
+    parser = argparse.ArgumentParser()
+    for name in ("client", "bootstrap", "group", "topic"):
+        parser.add_argument(name)
+    parser.add_argument("--instance", help="group.instance.id: a static member")
+    parser.add_argument("--session-ms", type=int, default=2000)
+    arguments = parser.parse_args()
+    if arguments.client == "librdkafka":
+        run_librdkafka(arguments)
     else:
-        asyncio.run(run_aiokafka(bootstrap, group, topic))
+        asyncio.run(run_aiokafka(arguments))

@@ -67,14 +67,19 @@ def unique(prefix: str) -> str:
 
 
 def wait_for(what: str, probe, timeout: float = WAIT_S):
-    """Poll `probe` until it returns something truthy; that value."""
+    """Poll `probe` until it returns something truthy; that value. A client error (a
+    coordinator moving, stale metadata) counts as 'not yet'."""
     end = time.monotonic() + timeout
+    last_error = None
     while time.monotonic() < end:
-        value = probe()
+        try:
+            value = probe()
+        except kafka_errors.KafkaError as exc:
+            value, last_error = None, exc
         if value:
             return value
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what} (last client error: {last_error!r})")
 
 
 def produce(bootstrap: str, topic: str, per_partition: int) -> None:
@@ -91,9 +96,10 @@ def produce(bootstrap: str, topic: str, per_partition: int) -> None:
 class Member:
     """One group_member.py process; its JSON events land in a shared list."""
 
-    def __init__(self, client: str, bootstrap: str, group: str, topic: str, events: list):
+    def __init__(self, client: str, bootstrap: str, group: str, topic: str, events: list,
+                 *options: str):
         self.process = subprocess.Popen(
-            [sys.executable, str(MEMBER), client, bootstrap, group, topic],
+            [sys.executable, str(MEMBER), client, bootstrap, group, topic, *options],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.events = events
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -122,8 +128,8 @@ class Members:
         self.started: list[Member] = []
         self.events: list[dict] = []
 
-    def start(self, client: str, group: str, topic: str) -> Member:
-        member = Member(client, self.bootstrap, group, topic, self.events)
+    def start(self, client: str, group: str, topic: str, *options: str) -> Member:
+        member = Member(client, self.bootstrap, group, topic, self.events, *options)
         self.started.append(member)
         return member
 
@@ -176,9 +182,10 @@ def end_offsets(admin, topic: str) -> dict[int, int]:
 
 def wait_until_consumed(admin, group: str, topic: str) -> dict[int, int]:
     """Until the group's committed offsets reach the end of every partition (lag 0)."""
-    end = end_offsets(admin, topic)
-    return wait_for(f"{group} to commit up to {end}",
-                    lambda: committed(admin, group, topic) == end and end)
+    def caught_up():
+        end = end_offsets(admin, topic)
+        return committed(admin, group, topic) == end and end
+    return wait_for(f"{group} to commit up to the end of {topic}", caught_up)
 
 
 def assert_nothing_consumed_twice_past_a_commit(events: list[dict]) -> None:
@@ -381,3 +388,127 @@ def test_offsets_and_groups_survive_a_node_crash(node_factory):
         assert [g["group_state"] for g in admin.list_groups() if g["group_id"] == group] == ["Empty"]
     finally:
         admin.close()
+
+
+# -- the coordinator's node dies -----------------------------------------------------------
+
+
+def coordinator_of(cluster, group: str) -> int:
+    for node in cluster.nodes.values():
+        if node.alive():
+            with Raw(node) as raw:
+                answer = raw.call(FindCoordinatorRequest(version=0, key=group),
+                                  FindCoordinatorResponse)
+            if answer.error_code == 0:
+                return answer.node_id
+    return 0
+
+
+class FreshAdmin:
+    """A new admin client for every call: kafka-python's keeps a group's coordinator
+    cached even after that node died (as a fresh kafka-consumer-groups run would not)."""
+
+    def __init__(self, bootstrap: str):
+        self.bootstrap = bootstrap
+
+    def __getattr__(self, name: str):
+        def call(*args, **kwargs):
+            admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+            try:
+                return getattr(admin, name)(*args, **kwargs)
+            finally:
+                admin.close()
+        return call
+
+
+def test_coordinator_failover_keeps_offsets_and_consumption(quorum_cluster, members):
+    cluster = quorum_cluster(3, **GROUP_SETTINGS, **{
+        "broker.heartbeat.interval.ms": 200, "broker.session.timeout.ms": 1000})
+    bootstrap = ",".join(n.bootstrap for n in cluster.nodes.values())
+    members.bootstrap = bootstrap
+    topic, group = unique("failover"), unique("failover")
+    # Fresh metadata: brokers register (and one dies) while the test runs.
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, metadata_max_age_ms=500)
+    try:
+        # Until all three brokers have registered.
+        wait_for("a topic on 3 brokers",
+                 lambda: admin.create_topics([NewTopic(topic, PARTITIONS, 3)]))
+        for _ in range(2):
+            members.start("librdkafka", group, topic)
+        wait_for("2 stable members", lambda: stable_assignment(admin, group, 2))
+        produce(bootstrap, topic, 10)
+        before = wait_until_consumed(admin, group, topic)
+        coordinator = wait_for("the coordinator", lambda: coordinator_of(cluster, group))
+    finally:
+        admin.close()
+
+    cluster.kill(coordinator)
+    survivors = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != coordinator)
+    wait_for("a new coordinator", lambda: coordinator_of(cluster, group) not in (0, coordinator))
+    admin = FreshAdmin(survivors)
+    # The new coordinator loaded the offsets from its replica of __consumer_offsets.
+    assert wait_for("the offsets", lambda: committed(admin, group, topic)) == before
+    produce(survivors, topic, 10)
+    wait_until_consumed(admin, group, topic)
+    assert_splits_partitions(wait_for("2 stable members",
+                                      lambda: stable_assignment(admin, group, 2)))
+    assert_nothing_consumed_twice_past_a_commit(members.events)
+    assert consumed_offsets(members.events) == {p: set(range(20)) for p in range(PARTITIONS)}
+
+
+def test_pipelined_commits_land_in_order(node, admin):
+    """Commits pipelined on one connection start at once but take effect, and are
+    answered, in the order sent; a fetch behind them sees the last."""
+    topic, group = unique("pipelined"), unique("pipelined")
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    wait_for_coordinator(node, group)
+    Topic = OffsetCommitRequest.OffsetCommitRequestTopic
+    with Raw(node) as raw:
+        for offset in range(50):
+            raw.send(OffsetCommitRequest(
+                version=3, group_id=group, generation_id_or_member_epoch=-1, member_id="",
+                topics=[Topic(name=topic, partitions=[Topic.OffsetCommitRequestPartition(
+                    partition_index=0, committed_offset=offset, committed_metadata="")])]))
+        raw.send(OffsetFetchRequest(version=3, group_id=group, topics=None))
+        for correlation_id in range(1, 51):
+            answer = raw.receive(OffsetCommitResponse, 3, correlation_id)
+            assert answer.topics[0].partitions[0].error_code == 0
+        fetched = raw.receive(OffsetFetchResponse, 3, 51)
+    assert fetched.topics[0].partitions[0].committed_offset == 49
+
+
+def by_instance(admin, group: str) -> dict[str, list[int]] | None:
+    """{group instance id: partitions} of a Stable group."""
+    description = admin.describe_groups([group])[group]
+    if description["group_state"] != "Stable":
+        return None
+    return {m["group_instance_id"]: sorted(p for t in m["member_assignment"]["assigned_partitions"]
+                                           for p in t["partitions"])
+            for m in description["members"]}
+
+
+def test_static_member_restart_keeps_its_partitions_without_a_rebalance(node, admin, members):
+    topic, group = unique("static"), unique("static")
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+    static = ("--session-ms", "10000")
+    first = members.start("librdkafka", group, topic, "--instance", "static-a", *static)
+    other = members.start("librdkafka", group, topic, "--instance", "static-b", *static)
+    before = wait_for("2 static members", lambda: (by_instance(admin, group) or {}).keys()
+                      == {"static-a", "static-b"} and by_instance(admin, group))
+    assert_splits_partitions(before)
+
+    def assignments(member: Member) -> list:
+        return [e for e in members.events if e["event"] == "assigned"
+                and e["member"] == member.process.pid]
+
+    wait_for("both members' assignments", lambda: assignments(first) and assignments(other)
+             and assignments(other)[-1]["partitions"] == before["static-b"])
+    rebalances = len(assignments(other))
+    first.kill()  # a static member's restart within its session timeout is no rebalance
+    restarted = members.start("librdkafka", group, topic, "--instance", "static-a", *static)
+    wait_for("the restarted member's assignment", lambda: assignments(restarted))
+    assert by_instance(admin, group) == before
+    assert [e["partitions"] for e in assignments(restarted)] == [before["static-a"]]
+    assert len(assignments(other)) == rebalances  # the other member was not asked to rejoin
+    produce(node.bootstrap, topic, 5)
+    wait_until_consumed(admin, group, topic)

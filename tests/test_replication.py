@@ -131,3 +131,21 @@ def test_a_broker_is_unfenced_once_it_has_applied_its_own_registration(quorum_cl
     heartbeat = probe.call(address, BrokerHeartbeatRequest(
         version=0, broker_id=9, incarnation_id="returning", current_metadata_offset=applied))
     assert (heartbeat.error_code, heartbeat.is_fenced) == (0, False)
+
+
+def test_a_stopping_broker_hands_its_leaderships_over_first(quorum_cluster):
+    """Kafka's controlled shutdown: on SIGTERM a leader asks the controller to move its
+    leaderships before it exits. With a 60 s session the controller would otherwise
+    leave them on the stopped node for a minute."""
+    cluster = quorum_cluster(3, **{"broker.heartbeat.interval.ms": 200,
+                                   "broker.session.timeout.ms": 60000})
+    registered(cluster)
+    assert create_topic(cluster, "handover", 3, 3) == 0
+    wait_for(lambda: all(probe.partitions(n.bootstrap, "handover") for n in cluster.nodes.values()),
+             "every node to know the topic")
+    stopped = probe.partitions(bootstrap(cluster), "handover")[0].leader
+    cluster.nodes[stopped].stop()  # SIGTERM
+    others = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != stopped)
+    wait_for(lambda: all(p.leader not in (stopped, -1) and stopped not in p.isr
+                         for p in probe.partitions(others, "handover").values()),
+             f"every leadership of node {stopped} moved")

@@ -1,5 +1,6 @@
 """BrokerRegistration (62) and BrokerHeartbeat (63): brokers reporting to the active
-controller, which fences the silent ones (see broker/controller.py)."""
+controller, which fences the silent ones and, on WantShutDown, the ones about to stop
+(controlled shutdown; see broker/controller.py)."""
 from kafka import errors
 
 from broker.errors import RequestError
@@ -34,8 +35,10 @@ async def broker_registration(request, ctx):
 async def broker_heartbeat(request, ctx):
     try:
         fenced = await active_controller(ctx.node).heartbeat(
-            request.broker_id, request.incarnation_id, request.current_metadata_offset)
+            request.broker_id, request.incarnation_id, request.current_metadata_offset,
+            request.want_shut_down)
     except RequestError as exc:
         return BrokerHeartbeatResponse(version=0, throttle_time_ms=0, error_code=exc.code,
                                        is_fenced=True)
-    return BrokerHeartbeatResponse(version=0, throttle_time_ms=0, error_code=0, is_fenced=fenced)
+    return BrokerHeartbeatResponse(version=0, throttle_time_ms=0, error_code=0, is_fenced=fenced,
+                                   should_shut_down=request.want_shut_down and fenced)

@@ -14,6 +14,7 @@ them, and clients are answered COORDINATOR_LOAD_IN_PROGRESS or NOT_COORDINATOR.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -45,6 +46,7 @@ def java_string_hash(text: str) -> int:
     return h - 2**32 if h >= 2**31 else h
 
 
+@functools.lru_cache(maxsize=65536)  # every request of a group asks again
 def partition_for(group_id: str, partitions: int) -> int:
     h = java_string_hash(group_id)
     return (0 if h == INT32_MIN else abs(h)) % partitions  # Kafka's Utils.abs

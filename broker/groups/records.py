@@ -8,22 +8,21 @@ Batches are built with kafka-python's record batch builder and read with its rea
 """
 from __future__ import annotations
 
+import functools
 import struct
 import time
 from dataclasses import dataclass
-from typing import Iterator
 
 from kafka.protocol.api_data import ApiData
-from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 import broker.schemas as schemas
+from broker.records import new_builder
 
 GROUP_KEY_VERSION = 2
 OFFSET_KEY_VERSION = 1
 OFFSET_VALUE_VERSION = 3
 GROUP_VALUE_VERSION = 3
 NO_PRODUCER = -1
-MAX_BATCH_BYTES = 1024 * 1024
 
 
 class OffsetCommitKey(ApiData, load_json=schemas): pass
@@ -58,6 +57,7 @@ class GroupRecord:
     value: GroupMetadataValue | None  # None: the group was deleted
 
 
+@functools.lru_cache(maxsize=65536)  # a group commits the same partitions again and again
 def offset_key(group: str, topic: str, partition: int) -> bytes:
     return bytes(OffsetCommitKey(version=OFFSET_KEY_VERSION, group=group, topic=topic,
                                  partition=partition).encode())
@@ -96,7 +96,7 @@ def decode(key: bytes, value: bytes | None, log_offset: int) -> OffsetRecord | G
 
 
 def build_batches(records: list[tuple[bytes, bytes | None]]) -> list[bytes]:
-    """The records as v2 batches of at most MAX_BATCH_BYTES each (a record bigger than
+    """The records as v2 batches of at most BUILT_BATCH_BYTES each (a record bigger than
     that gets a batch of its own)."""
     now_ms = int(time.time() * 1000)
     batches = []
@@ -111,20 +111,3 @@ def build_batches(records: list[tuple[bytes, bytes | None]]) -> list[bytes]:
     if builder is not None:
         batches.append(bytes(builder.build()))
     return batches
-
-
-def new_builder(codec: int, producer_id: int, producer_epoch: int,
-                base_sequence: int) -> DefaultRecordBatchBuilder:
-    return DefaultRecordBatchBuilder(magic=2, compression_type=codec, is_transactional=0,
-                                     producer_id=producer_id, producer_epoch=producer_epoch,
-                                     base_sequence=base_sequence, batch_size=MAX_BATCH_BYTES)
-
-
-def iter_batches(blobs: bytes) -> Iterator[DefaultRecordBatch]:
-    """Each batch of concatenated stored batches, for kafka-python's reader."""
-    view = memoryview(blobs)
-    pos = 0
-    while pos < len(view):
-        size = struct.unpack_from(">i", view, pos + 8)[0] + 12
-        yield DefaultRecordBatch(bytes(view[pos:pos + size]))
-        pos += size

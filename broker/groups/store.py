@@ -21,10 +21,10 @@ from kafka import errors
 from broker.errors import RequestError
 from broker.groups.group import Group, GroupSettings
 from broker.groups.records import (
-    GroupRecord, OffsetRecord, build_batches, decode, group_key, group_value, iter_batches,
+    GroupRecord, OffsetRecord, build_batches, decode, group_key, group_value,
 )
 from broker.partition import PartitionLog
-from broker.records import replicated_batches
+from broker.records import iter_batches, replicated_batches
 
 log = logging.getLogger(__name__)
 
