@@ -25,7 +25,9 @@ import fcntl
 import json
 import os
 import pty
+import re
 import select
+import signal
 import statistics
 import struct
 import sys
@@ -37,12 +39,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from screenshots.scene import REPO, start_cluster, stop_cluster  # noqa: E402
+from tests.conftest import free_port_range  # noqa: E402
 from tui.app import KraftboardApp, SnapshotReady  # noqa: E402
 from tui.config import Settings  # noqa: E402
 from tui.source import ClusterSource  # noqa: E402
 from tui.widgets.record_log import Record, RecordLog  # noqa: E402
 
 SIZE = (140, 40)
+ESCAPES = re.compile(rb"\x1b\[[0-9;?<>=]*[A-Za-z~]")  # cursor moves and colours between cells
 TAIL_BATCH = 5000
 
 
@@ -60,9 +64,10 @@ def console_process_until_online(data_dir: Path, port: int, home: Path) -> float
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", SIZE[1], SIZE[0], 0, 0))
     seen = b""
     try:
-        while b"online" not in seen[-65600:]:
+        while b"online" not in ESCAPES.sub(b"", seen[-65600:]):
             if time.monotonic() - started > 120:
-                raise TimeoutError("the console did not show an online broker in 120 s")
+                raise TimeoutError(f"the console did not show an online broker in 120 s: "
+                                   f"{ESCAPES.sub(b'', seen)[-2000:]!r}")
             if select.select([fd], [], [], 1)[0]:
                 try:
                     seen += os.read(fd, 65536)
@@ -71,7 +76,11 @@ def console_process_until_online(data_dir: Path, port: int, home: Path) -> float
         return time.monotonic() - started
     finally:
         os.write(fd, b"q")
-        os.waitpid(pid, 0)
+        deadline = time.monotonic() + 10
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
         os.close(fd)
 
 
@@ -152,7 +161,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kraftboard-console-bench-") as tmp:
         home = Path(tmp)
         cold_dir = home / "cold"
-        port = 39000 + os.getpid() % 500 * 10
+        port = free_port_range(3)
         results["kraftboard ui, starting the cluster, s"] = round(
             console_process_until_online(cold_dir, port, home), 2)
         try:

@@ -12,7 +12,6 @@ import dataclasses
 import json
 import random
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from aiokafka import TopicPartition
 
 from broker.cluster.layout import Layout
+from tests.conftest import free_port_range
 from tui.app import KraftboardApp
 from tui.config import Settings
 from tui.demo import DEMO_TOPICS, demo_record
@@ -52,17 +52,11 @@ def kraftboard(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, capture_output=True, text=True, timeout=120)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_cluster(data_dir: Path, brokers: int) -> LocalCluster:
     """`kraftboard cluster start --detach` on free ports, as the console starts it."""
-    for _ in range(3):  # the nodes need consecutive free ports: retry elsewhere if taken
+    for _ in range(3):  # free ports can be taken before the nodes bind them: retry
         done = kraftboard("cluster", "start", "--detach", "--brokers", str(brokers),
-                          "--data-dir", str(data_dir), "--port", str(free_port()))
+                          "--data-dir", str(data_dir), "--port", str(free_port_range(brokers)))
         if done.returncode == 0:
             return LocalCluster(data_dir)
         shutil.rmtree(data_dir, ignore_errors=True)  # its node.yaml files name the ports

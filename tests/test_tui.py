@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from broker import cli
-from screenshots.scene import free_port, start_cluster, stop_cluster
+from screenshots.scene import start_cluster, stop_cluster
+from tests.conftest import free_port
 from tui.app import KraftboardApp
 from tui.config import Settings
 from tui.demo import DEMO_TOPICS, DemoProducer
@@ -326,3 +327,30 @@ async def test_a_drill_under_the_verified_workload_writes_a_report(cluster, tmp_
     assert report["drills"][0]["resumed_after"] > 0
     markdown = reports[-1].with_suffix(".md").read_text()
     assert "nothing acknowledged was lost" in markdown and f"kill broker {victim}" in markdown
+
+
+async def test_filter_help_and_palette_keys(cluster, tmp_path):
+    app = console(cluster, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: set(DEMO_TOPICS) <= set(rows(app, "topics")))
+        app.screen.query_one(LiveTable).select_key("payments")
+        await pilot.press("slash", *"pay")
+        await until(pilot, lambda: list(rows(app, "topics")) == ["payments"], what="the filter")
+        await pilot.press("enter")
+        taken = app.snapshot.taken_at
+        await until(pilot, lambda: app.snapshot.taken_at > taken, what="a refresh")
+        assert list(rows(app, "topics")) == ["payments"]  # refreshes keep the filter
+        assert app.screen.query_one(LiveTable).selected_key == "payments"
+        await pilot.press("escape")
+        await until(pilot, lambda: set(DEMO_TOPICS) <= set(rows(app, "topics")))
+        assert app.screen.query_one(LiveTable).selected_key == "payments"  # and the selection
+
+        await pilot.press("question_mark")
+        assert app.screen.query("HelpPanel")
+        await pilot.press("question_mark")
+        assert not app.screen.query("HelpPanel")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette",
+                    what="the command palette")
+        await pilot.press("escape")
