@@ -5,7 +5,7 @@ Starts `kraftboard cluster start --brokers 3 --detach` (the local profile: broke
 heartbeats 200 ms, broker session 1000 ms, 10 offsets partitions) in a temporary
 directory, runs librdkafka consumers in threads of this process, prints the setup and
 the figures, and asserts nothing. Everything it starts is stopped when it ends, also on
-Ctrl-C. Run from the repository root:
+Ctrl-C or SIGTERM. Run from the repository root:
 
     python benchmarks/groups.py               # 5 leaves, 3 coordinator kills, 50,000 commits
     python benchmarks/groups.py --quick       # 3 leaves, 1 kill, 10,000 commits
@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
 import struct
@@ -332,7 +333,12 @@ def commit_rate(cluster: Cluster, topic: str, count: int, window: int) -> float:
     return count / elapsed
 
 
+def interrupted(*_) -> None:
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does: the cluster is stopped
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, interrupted)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--leaves", type=int, default=5)
