@@ -105,8 +105,8 @@ def _detach(args: argparse.Namespace, layout: Layout) -> int:
             return daemon.returncode or 1
         try:
             status = client.request(layout.root, "status", timeout=5.0)
-        except client.NotRunning:
-            pass
+        except (client.NotRunning, ConnectionError):
+            pass  # not listening yet, or going away: the daemon's exit is checked above
         else:
             if all(node["state"] == State.RUNNING for node in status["nodes"]):
                 _print_ready(layout, status, foreground=False)
