@@ -29,10 +29,11 @@ def cluster(tmp_path_factory) -> LocalCluster:
     stop_cluster(data_dir)
 
 
-def console(cluster: LocalCluster, tmp_path: Path, demo: bool = True) -> KraftboardApp:
+def console(cluster: LocalCluster, tmp_path: Path, demo: bool = True,
+            settings: Settings | None = None) -> KraftboardApp:
     bootstrap = cluster.bootstrap()
     return KraftboardApp(ClusterSource(bootstrap, local=cluster), f"local {bootstrap}",
-                         Settings(path=tmp_path / "config.yaml"),
+                         settings or Settings(path=tmp_path / "config.yaml"),
                          demo=DemoProducer(bootstrap, rate=20) if demo else None,
                          refresh_interval=0.3)
 
@@ -133,6 +134,96 @@ async def test_theme_switch_is_remembered(cluster, tmp_path):
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved["theme"] == "kraftboard-colorblind"
     assert Settings.load(tmp_path / "config.yaml").theme == "kraftboard-colorblind"
+
+
+USER_THEME = {"name": "harbour-night", "primary": "#2a9d8f", "secondary": "#264653",
+              "accent": "#e9c46a", "background": "#0b1d26", "dark": True}
+
+
+async def test_a_user_theme_is_chosen_from_the_palette_and_remembered(cluster, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    themes = tmp_path / "config" / "kraftboard" / "themes"
+    themes.mkdir(parents=True)
+    (themes / "harbour.yaml").write_text(yaml.safe_dump(USER_THEME))
+    app = console(cluster, tmp_path, demo=False, settings=Settings.load())
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot is not None)
+        assert app.theme == "kraftboard-dark"
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: type(app.screen).__name__ == "CommandPalette",
+                    what="the command palette")
+        await pilot.press(*"harbour-night")
+        commands = app.screen.query_one("CommandList")
+        await until(pilot, lambda: commands.highlighted is not None and "harbour-night" in str(
+            commands.get_option_at_index(commands.highlighted).prompt), what="the theme's hit")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.theme == "harbour-night", what="the theme switch")
+        assert app.current_theme.primary == USER_THEME["primary"]
+    saved = tmp_path / "config" / "kraftboard" / "config.yaml"
+    assert yaml.safe_load(saved.read_text())["theme"] == "harbour-night"
+
+    again = console(cluster, tmp_path, demo=False, settings=Settings.load())
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert again.theme == "harbour-night"
+
+
+async def test_a_broken_user_theme_is_reported_and_the_console_carries_on(cluster, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    themes = tmp_path / "config" / "kraftboard" / "themes"
+    themes.mkdir(parents=True)
+    (themes / "bad-colour.yaml").write_text(yaml.safe_dump({**USER_THEME, "accent": "[gold"}))
+    (themes / "typo.yaml").write_text(yaml.safe_dump({"name": "typo", "primry": "#ffffff"}))
+    (themes / "good.yaml").write_text(yaml.safe_dump(USER_THEME))
+    notices = []
+    app = console(cluster, tmp_path, demo=False, settings=Settings.load())
+    async with app.run_test(size=SIZE, notifications=True,
+                            message_hook=lambda m: notices.append(m)) as pilot:
+        await until(pilot, lambda: rows(app, "brokers"), what="the cluster view filled")
+        refused = [m.notification.message for m in notices if type(m).__name__ == "Notify"
+                   and m.notification.title == "Theme refused"]
+        assert sorted(refused) == [
+            f"{themes / 'bad-colour.yaml'}: accent: '[gold' is not a colour",
+            f"{themes / 'typo.yaml'}: primry: unknown setting (did you mean 'primary'?)"]
+        assert "harbour-night" in app.available_themes and "typo" not in app.available_themes
+        toasts = " ".join(str(toast.render()) for toast in app.screen.query("Toast"))
+        assert "bad-colour.yaml: accent" in toasts and "typo.yaml: primry" in toasts
+
+
+def help_rows(app: KraftboardApp) -> dict[str, str]:
+    """What the help panel shows: {key: its description} (keys of one action share a row)."""
+    table = app.screen.query_one("BindingsTable").render_bindings_table()
+    keys, descriptions = (column._cells for column in table.columns)
+    return {key: plain(description) for keys_shown, description in zip(keys, descriptions)
+            for key in plain(keys_shown).split()}
+
+
+async def test_help_lists_every_key_and_number_keys_switch_views(cluster, tmp_path):
+    from textual.widgets import HelpPanel
+    app = console(cluster, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.snapshot is not None)
+        for number, (mode, view) in enumerate(KraftboardApp.MODES.items(), start=1):
+            await pilot.press(str(number))
+            assert (app.current_mode, type(app.screen)) == (mode, view)
+            await pilot.press("question_mark")
+            await until(pilot, lambda: app.screen.query(HelpPanel), what="the help panel")
+            shown = help_rows(app)
+            # Every key bound by the app (with Textual's own and the palette's) and by the
+            # view, as defined, not as help happens to list them.
+            defined = [b for bindings in (app._bindings, app.screen._bindings)
+                       for _, b in bindings if not b.system]
+            assert defined
+            for binding in defined:
+                assert binding.description, f"{binding.key} ({binding.action}) has no help"
+                key = app.get_key_display(binding)
+                # A row reads "description tooltip", that of the first key of its action.
+                assert shown.get(key, "").startswith(binding.description), \
+                    f"{mode}: {key} {binding.description} not in help: {shown}"
+            await pilot.press("question_mark")
+            assert not app.screen.query(HelpPanel)
 
 
 def test_a_bad_client_config_is_refused_with_file_key_and_reason(tmp_path, capsys):

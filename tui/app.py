@@ -25,7 +25,7 @@ from tui.events import Event, Severity, diff
 from tui.history import History
 from tui.snapshot import Snapshot
 from tui.source import ClusterSource, describe_error
-from tui.themes import DEFAULT_THEME, load_themes
+from tui.themes import DEFAULT_THEME, ThemeCommands, load_themes
 from tui.views.base import View
 from tui.views.cluster import ClusterView
 from tui.views.drills import DrillsView
@@ -57,6 +57,7 @@ class KraftboardApp(App):
     MODES = {"cluster": ClusterView, "topics": TopicsView, "groups": GroupsView,
              "messages": MessagesView, "drills": DrillsView}
     DEFAULT_MODE = "cluster"
+    COMMANDS = App.COMMANDS | {ThemeCommands}
     BINDINGS = [
         *(Binding(str(n), f"switch_mode('{mode}')", title, show=False, id=f"app.view.{mode}")
           for n, (mode, title) in enumerate(VIEW_TITLES.items(), start=1)),
@@ -87,7 +88,8 @@ class KraftboardApp(App):
         for theme in themes:
             self.register_theme(theme)
         for problem in problems:
-            self.notify(problem, title="Theme refused", severity="warning", timeout=10)
+            self.notify(problem, title="Theme refused", severity="warning", timeout=10,
+                        markup=False)  # the reason may quote YAML with [brackets]
         self.theme = (self.settings.theme if self.settings.theme in self.available_themes
                       else DEFAULT_THEME)
         self.theme_changed_signal.subscribe(self, self._remember_theme)

@@ -8,9 +8,11 @@ surface, panel, boost, dark, variables).
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 
 from textual.color import Color, ColorParseError
+from textual.command import Hit, Hits, Provider
 from textual.theme import Theme
 
 from broker.config import ConfigError, read_yaml_mapping, unknown_key_reason
@@ -52,3 +54,20 @@ def load_themes(user_dir: Path | None = None) -> tuple[list[Theme], list[str]]:
             except ConfigError as exc:
                 problems.append(str(exc))
     return themes, problems
+
+
+class ThemeCommands(Provider):
+    """Every theme by name in the command palette: `ctrl+p`, type its name, Enter.
+
+    Textual's own "Theme" command opens a second palette; this puts the themes one step
+    closer. The app remembers the choice (see `KraftboardApp._remember_theme`).
+    """
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name in sorted(self.app.available_themes):
+            command = f"Theme: {name}"
+            if (score := matcher.match(command)) > 0:
+                switch = partial(setattr, self.app, "theme", name)
+                yield Hit(score, matcher.highlight(command), switch, text=command,
+                          help="switch to this theme (remembered)")

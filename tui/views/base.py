@@ -50,6 +50,14 @@ class View(Screen):
         except NoMatches:  # the app is shutting down and the view's widgets are gone
             pass
 
+    def check_action(self, action: str, parameters: tuple) -> bool | None:
+        # A view's `enter` ("open" the selected row) is a priority binding, so that help
+        # and the footer show it rather than the table's own "Select"; it is off while the
+        # filter box has the focus, which keeps Enter for itself.
+        if action == "open":
+            return isinstance(self.focused, LiveTable)
+        return True
+
     def on_screen_resume(self) -> None:
         self.app.render_status(self)
         if self.app.snapshot is not None:

@@ -21,7 +21,7 @@ def find_group(snapshot: Snapshot, group_id: str) -> Group | None:
 
 class GroupsView(View):
     MODE = "groups"
-    BINDINGS = [Binding("enter", "open", "Lag per partition", id="groups.open")]
+    BINDINGS = [Binding("enter", "open", "Lag per partition", id="groups.open", priority=True)]
 
     def body(self) -> ComposeResult:
         yield Static(id="groups-empty", classes="box hidden")

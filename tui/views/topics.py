@@ -20,7 +20,7 @@ def rate_text(rate: float | None) -> str:
 class TopicsView(View):
     MODE = "topics"
     BINDINGS = [
-        Binding("enter", "open", "Partitions", id="topics.open"),
+        Binding("enter", "open", "Partitions", id="topics.open", priority=True),
         Binding("n", "create", "New topic", id="topics.create"),
         Binding("a", "add_partitions", "Add partitions", id="topics.add_partitions"),
         Binding("d", "delete", "Delete", id="topics.delete"),
