@@ -153,7 +153,7 @@ async def settle(pilot, table_id: str | None, timeout: float = 30.0) -> None:
         if ready and table_id:
             ready = view.query_one(f"#{table_id}", DataTable).row_count > 0
         if ready and view.query(RecordLog):
-            ready = len(view.query_one(RecordLog).records) >= RECORDS
+            ready = len(view.query_one(RecordLog).rows) >= RECORDS
         if ready:
             break
         await pilot.pause(0.1)

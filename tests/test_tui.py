@@ -308,7 +308,7 @@ async def test_a_record_produced_from_the_dialog_shows_in_the_tail(cluster, tmp_
         log = view.query_one(RecordLog)
 
         def arrived():
-            return [r for r in log.records if r.key == b"k-42"]
+            return [r for r in map(log.record, range(len(log.rows))) if r.key == b"k-42"]
 
         await until(pilot, arrived, what="the produced record in the tail")
         record = arrived()[0]

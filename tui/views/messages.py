@@ -1,7 +1,11 @@
 """Messages: a live tail of one topic with a detail pane, and a produce dialog."""
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from aiokafka import TopicPartition
 from rich.text import Text
@@ -11,23 +15,26 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.timer import Timer
+from textual.worker import Worker, get_current_worker
 from textual.widgets import Static
 
 from tui.snapshot import Snapshot
 from tui.source import describe_error
 from tui.views.base import View
 from tui.widgets.dialogs import PickTopic, ProduceRecord
-from tui.widgets.record_log import Record, RecordLog, describe
+from tui.widgets.record_log import TIMESTAMP, RecordLog, Row, describe
 
 BACKLOG = 200  # records per partition shown from before the tail starts
 BATCH = 5000  # records fetched per poll at most
+IN_FLIGHT = 2  # batches sent to the UI and not yet appended, at most
 DETAIL_EVERY = 0.25  # seconds between detail pane updates while following the tail
 
 
 @dataclass
 class RecordsArrived(Message):
     topic: str
-    records: list[Record]
+    rows: list[Row]
+    drawn: Callable[[], None]  # tells the tail's worker the UI took them
 
 
 @dataclass
@@ -71,7 +78,7 @@ class MessagesView(View):
         else:
             text = Text.assemble(
                 ("tail ", "dim"), (self.topic, "bold"), ("   format ", "dim"), log.form.value,
-                ("   buffered ", "dim"), f"{len(log.records):,}",
+                ("   buffered ", "dim"), f"{len(log.rows):,}",
                 ("   following" if log.following else "   paused (End follows)", "dim"))
             if self.problem:
                 text.append(f"   ⚠ {self.problem}", style=self.app.theme_variables["error"])
@@ -85,9 +92,22 @@ class MessagesView(View):
         self.show_summary()
         self._consume(topic)
 
-    @work(exclusive=True, group="tail", exit_on_error=False)
-    async def _consume(self, topic: str) -> None:
-        """The tail's worker: reads and posts batches; the UI thread draws them."""
+    @work(thread=True, exclusive=True, group="tail", exit_on_error=False)
+    def _consume(self, topic: str) -> None:
+        """The tail's worker: a thread with an event loop of its own, so that fetching and
+        decoding a busy topic costs the UI thread nothing; it only appends what it is sent."""
+        asyncio.run(self._tail(topic, get_current_worker()))
+
+    async def _tail(self, topic: str, worker: Worker) -> None:
+        # At most IN_FLIGHT batches wait for the UI: a tail faster than the screen waits.
+        in_flight = threading.Semaphore(IN_FLIGHT)
+
+        def send(rows: list[Row]) -> None:
+            while not in_flight.acquire(timeout=0.5):
+                if worker.is_cancelled:
+                    return
+            self.post_message(RecordsArrived(topic, rows, in_flight.release))
+
         consumer = self.app.source.consumer()
         try:
             await consumer.start()
@@ -101,30 +121,31 @@ class MessagesView(View):
             for tp in assigned:
                 consumer.seek(tp, max(starts[tp], ends[tp] - BACKLOG))
             # The backlog arrives partition by partition: show it merged in time order.
-            backlog: list[Record] = []
+            backlog: list[Row] = []
             while [tp for tp in assigned if await consumer.position(tp) < ends[tp]]:
                 backlog += await self._poll(consumer)
-            self.post_message(RecordsArrived(topic, sorted(backlog, key=lambda r: r.timestamp)))
-            while True:
-                if records := await self._poll(consumer):
-                    self.post_message(RecordsArrived(topic, records))
+            send(sorted(backlog, key=itemgetter(TIMESTAMP)))
+            while not worker.is_cancelled:
+                if rows := await self._poll(consumer):
+                    send(rows)
         except Exception as exc:
             self.post_message(TailFailed(topic, describe_error(exc)))
         finally:
             await consumer.stop()
 
     @staticmethod
-    async def _poll(consumer) -> list[Record]:
+    async def _poll(consumer) -> list[Row]:
         batches = await consumer.getmany(timeout_ms=500, max_records=BATCH)
-        return sorted((Record(m.partition, m.offset, m.timestamp, m.key, m.value,
-                              tuple(m.headers or ()))
+        return sorted(((m.partition, m.offset, m.timestamp, m.key, m.value,
+                        tuple(m.headers or ()))
                        for messages in batches.values() for m in messages),
-                      key=lambda r: r.timestamp)
+                      key=itemgetter(TIMESTAMP))
 
     @on(RecordsArrived)
     def _arrived(self, message: RecordsArrived) -> None:
+        message.drawn()
         if message.topic == self.topic:
-            self.query_one(RecordLog).append(message.records)
+            self.query_one(RecordLog).append(message.rows)
             self.show_summary()
 
     @on(TailFailed)

@@ -2,6 +2,11 @@
 
 Only the visible lines are rendered (Textual's Line API), and the buffer keeps the last
 `capacity` records, so a million records cost the same per frame as a hundred.
+
+The buffer holds plain tuples in `Record`'s field order, not `Record`s: CPython's cycle
+collector stops tracking a plain tuple of numbers and bytes once it has seen it, but
+never a tuple subclass. 100,000 tracked records made every full collection traverse
+them all, a stall of up to 100 ms every few seconds while a busy topic streamed in.
 """
 from __future__ import annotations
 
@@ -35,13 +40,18 @@ class Format(StrEnum):
         return members[(members.index(self) + 1) % len(members)]
 
 
-class Record(NamedTuple):  # a tuple: a tail makes thousands of these per second
+class Record(NamedTuple):  # how a record is read; the buffer keeps `Row`s
     partition: int
     offset: int
     timestamp: int  # ms
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+
+
+# What the buffer keeps: a Record's fields, in the same order, as a plain tuple.
+Row = tuple
+TIMESTAMP = Record._fields.index("timestamp")  # to merge partitions in time order
 
 
 def show_bytes(data: bytes | None, form: Format, pretty: bool = False) -> str:
@@ -101,22 +111,22 @@ class RecordLog(ScrollView, can_focus=True):
 
     def __init__(self, capacity: int = CAPACITY, **kwargs):
         super().__init__(**kwargs)
-        self.records: deque[Record] = deque(maxlen=capacity)
+        self.rows: deque[Row] = deque(maxlen=capacity)
         self.dropped = 0  # records pushed out of the buffer: line i is record dropped + i
         self.cursor = -1  # absolute record number; -1 while following the end
         self.following = True
 
     def clear(self) -> None:
-        self.records.clear()
+        self.rows.clear()
         self.dropped, self.cursor, self.following = 0, -1, True
         self._resize()
 
-    def append(self, records: list[Record]) -> None:
-        overflow = max(len(self.records) + len(records) - self.records.maxlen, 0)
-        self.records.extend(records)
+    def append(self, rows: list[Row]) -> None:
+        overflow = max(len(self.rows) + len(rows) - self.rows.maxlen, 0)
+        self.rows.extend(rows)
         self.dropped += overflow
-        if self.following and self.records:
-            self._set_cursor(self.dropped + len(self.records) - 1)
+        if self.following and self.rows:
+            self._set_cursor(self.dropped + len(self.rows) - 1)
         elif self.cursor < self.dropped:  # the selected record fell out of the buffer
             self._set_cursor(self.dropped)
         self._resize()
@@ -124,14 +134,17 @@ class RecordLog(ScrollView, can_focus=True):
             self.scroll_end(animate=False, immediate=True)
         self.refresh()
 
+    def record(self, line: int) -> Record | None:
+        """The record on line `line` of the buffer (0 is the oldest kept)."""
+        return Record._make(self.rows[line]) if 0 <= line < len(self.rows) else None
+
     @property
     def selected(self) -> Record | None:
-        index = self.cursor - self.dropped
-        return self.records[index] if 0 <= index < len(self.records) else None
+        return self.record(self.cursor - self.dropped)
 
     def _resize(self) -> None:
-        if self.virtual_size.height != len(self.records):  # a full buffer stays the same size
-            self.virtual_size = Size(self.size.width, len(self.records))
+        if self.virtual_size.height != len(self.rows):  # a full buffer stays the same size
+            self.virtual_size = Size(self.size.width, len(self.rows))
 
     def _set_cursor(self, cursor: int) -> None:
         if cursor != self.cursor:
@@ -140,9 +153,9 @@ class RecordLog(ScrollView, can_focus=True):
                 self.post_message(self.Highlighted(self.selected))
 
     def action_move(self, lines: int) -> None:
-        if not self.records:
+        if not self.rows:
             return
-        last = self.dropped + len(self.records) - 1
+        last = self.dropped + len(self.rows) - 1
         self.following = False
         self._set_cursor(min(max(self.cursor + lines, self.dropped), last))
         line = self.cursor - self.dropped
@@ -154,7 +167,7 @@ class RecordLog(ScrollView, can_focus=True):
         self.refresh()
 
     def action_first(self) -> None:
-        self.action_move(-len(self.records))
+        self.action_move(-len(self.rows))
 
     def action_follow(self) -> None:
         self.following = True
@@ -167,9 +180,9 @@ class RecordLog(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
         width = self.size.width
-        if index >= len(self.records):
+        record = self.record(index)
+        if record is None:
             return Strip.blank(width, self.rich_style)
-        record = self.records[index]
         base = (self.get_component_rich_style("record-log--cursor")
                 if self.dropped + index == self.cursor else Style())
         muted = self.get_component_rich_style("record-log--position")
