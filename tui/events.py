@@ -59,6 +59,8 @@ def diff(old: Snapshot | None, new: Snapshot) -> list[Event]:
                 was = "none" if prior.leader == NO_LEADER else f"broker {prior.leader}"
                 add(Severity.WARN, f"leader election on {p.name}: broker {p.leader} "
                                    f"(was {was})")
+        if prior.isr == p.isr:
+            continue
         lost, gained = set(prior.isr) - set(p.isr), set(p.isr) - set(prior.isr)
         if lost:
             add(Severity.BAD, f"ISR shrink on {p.name}: {_members(prior.isr)} -> {_members(p.isr)}")

@@ -32,13 +32,16 @@ class _Versioned:
         message.with_header()
         # The response class of the same version: aiokafka's connection calls its decode().
         self.RESPONSE_TYPE = message.header.get_response_class()
+        self._body: bytes | None = None
 
     def build_request_header(self, correlation_id: int, client_id: str) -> _Header:
         self.message.with_header(correlation_id=correlation_id, client_id=client_id)
         return _Header(self.message.encode_header(flexible=self._flexible))
 
     def encode(self) -> bytes:
-        return self.message.encode()
+        if self._body is None:  # a request sent again unchanged is encoded once
+            self._body = bytes(self.message.encode())
+        return self._body
 
     def parse_response_header(self, buffer: io.BytesIO) -> Any:
         return self.RESPONSE_TYPE.parse_header(buffer)
@@ -48,14 +51,19 @@ class KafkaPythonRequest:
     """`KafkaPythonRequest(DescribeQuorumRequest, topics=[...])` for `AIOKafkaClient.send`.
 
     The highest version both kafka-python and the broker support is used, capped by
-    `max_version` when the fields given only exist up to some version.
+    `max_version` when the fields given only exist up to some version, and at least
+    `min_version` when they only exist from some version on. The same request can be
+    sent again (the console repeats some every refresh); its body is encoded once.
     """
 
-    def __init__(self, message_class: Any, max_version: int | None = None, **fields: Any):
+    def __init__(self, message_class: Any, max_version: int | None = None,
+                 min_version: int | None = None, **fields: Any):
         self.message_class = message_class
         self.API_KEY = message_class.API_KEY
         self.max_version = message_class.max_version if max_version is None else max_version
+        self.min_version = message_class.min_version if min_version is None else min_version
         self.fields = fields
+        self._prepared: dict[int, _Versioned] = {}
 
     def prepare(self, versions: dict[int, tuple[int, int]]) -> _Versioned:
         name = self.message_class.name
@@ -63,7 +71,11 @@ class KafkaPythonRequest:
             raise IncompatibleBrokerVersion(f"the broker does not support {name}")
         low, high = versions[self.API_KEY]
         version = min(high, self.max_version)
-        if version < max(low, self.message_class.min_version):
-            raise IncompatibleBrokerVersion(f"no common version of {name}: "
-                                            f"broker {low}-{high}, console up to {self.max_version}")
-        return _Versioned(self.message_class(version=version, **self.fields))
+        if version < max(low, self.min_version):
+            raise IncompatibleBrokerVersion(
+                f"no common version of {name}: broker {low}-{high}, "
+                f"console {self.min_version}-{self.max_version}")
+        if version not in self._prepared:
+            self._prepared[version] = _Versioned(self.message_class(version=version,
+                                                                    **self.fields))
+        return self._prepared[version]

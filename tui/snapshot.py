@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import StrEnum
 
 NO_LEADER = -1
@@ -159,11 +160,12 @@ class Snapshot:
     groups_error: str | None = None
     local: dict[int, LocalNode] | None = None
 
-    @property
+    # Cached: a snapshot never changes, and views and the event diff ask many times.
+    @cached_property
     def partitions(self) -> list[Partition]:
         return [p for topic in self.topics.values() for p in topic.partitions]
 
-    @property
+    @cached_property
     def broker_ids(self) -> list[int]:
         """Every broker the cluster knows of, online or not."""
         ids = set(self.brokers)
