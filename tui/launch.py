@@ -10,7 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tui.local import LocalCluster
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -32,31 +37,50 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def run_console(args: argparse.Namespace) -> int:
-    from broker.cluster import ClusterError
-    from broker.cluster.layout import default_data_dir
     from broker.config import ConfigError
-
-    from tui.app import KraftboardApp
-    from tui.config import Settings, load_client_config, state_dir
-    from tui.demo import DemoProducer
-    from tui.local import start_or_attach
-    from tui.source import ClusterSource
 
     client_config = {}
     if args.client_config:
+        from tui.config import load_client_config
         try:
             client_config = load_client_config(args.client_config)
         except ConfigError as exc:
             print(f"kraftboard: refused client config: {exc}", file=sys.stderr)
             return 2
-    local = None
     if args.bootstrap_server:
+        return _open_console(args, client_config, None)
+    # Starting the bundled cluster takes seconds, most of them waiting for its nodes: it
+    # runs while this thread imports Textual and the Kafka clients.
+    with ThreadPoolExecutor(1, thread_name_prefix="cluster-start") as pool:
+        return _open_console(args, client_config, pool.submit(_start_or_attach, args))
+
+
+def _start_or_attach(args: argparse.Namespace) -> tuple[LocalCluster, str]:
+    from broker.cluster.layout import default_data_dir
+
+    from tui.local import start_or_attach
+
+    local = start_or_attach(args.data_dir or default_data_dir(), brokers=3, port=args.port)
+    return local, local.bootstrap()
+
+
+def _open_console(args: argparse.Namespace, client_config: dict,
+                  starting: Future[tuple[LocalCluster, str]] | None) -> int:
+    """The console on --bootstrap-server, or on the bundled cluster once `starting` is done."""
+    from broker.cluster import ClusterError
+    from broker.config import ConfigError
+
+    from tui.app import KraftboardApp
+    from tui.config import Settings, state_dir
+    from tui.demo import DemoProducer
+    from tui.source import ClusterSource
+
+    local = None
+    if starting is None:
         bootstrap = args.bootstrap_server
     else:
-        data_dir = args.data_dir or default_data_dir()
         try:
-            local = start_or_attach(data_dir, brokers=3, port=args.port)
-            bootstrap = local.bootstrap()
+            local, bootstrap = starting.result()
         except ConfigError as exc:
             print(f"kraftboard: refused config: {exc}", file=sys.stderr)
             return 2
