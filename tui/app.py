@@ -155,7 +155,7 @@ class KraftboardApp(App):
             self.post_message(SnapshotReady(snapshot))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        snapshot = message.snapshot
+        snapshot, first = message.snapshot, self.snapshot is None
         self.add_events(diff(self.snapshot, snapshot))
         self.snapshot, self.problem = snapshot, None
         for broker in snapshot.brokers.values():
@@ -168,7 +168,7 @@ class KraftboardApp(App):
         self.history.forget({f"topic:{t}" for t in snapshot.topics}
                             | {f"group:{g.id}" for g in snapshot.groups})
         self.render_snapshot()
-        self._arm_next_refresh()
+        self._arm_next_refresh(throttle=not first)  # the first pays for connecting
 
     def on_snapshot_failed(self, message: SnapshotFailed) -> None:
         if self.problem is None:
@@ -176,14 +176,16 @@ class KraftboardApp(App):
                                    f"cluster unreachable: {message.error}")])
         self.problem = message.error
         self.render_status(self.screen)
-        self._arm_next_refresh()
+        self._arm_next_refresh(throttle=False)
 
-    def _arm_next_refresh(self) -> None:
+    def _arm_next_refresh(self, throttle: bool) -> None:
         self._refreshing = False
-        # The UI thread's CPU from the start of the fetch to the end of the rendering
-        # (the Kafka clients run on its event loop), frames drawn meanwhile included.
-        spent = time.thread_time() - self._refresh_cpu_mark
-        delay = max(self.refresh_interval, spent / self.REFRESH_CPU_SHARE)
+        delay = self.refresh_interval
+        if throttle:
+            # The UI thread's CPU from the start of the fetch to the end of the rendering
+            # (the Kafka clients run on its event loop), frames drawn meanwhile included.
+            spent = time.thread_time() - self._refresh_cpu_mark
+            delay = max(delay, spent / self.REFRESH_CPU_SHARE)
         self._next_refresh = self.set_timer(delay, self.refresh_snapshot)
 
     # -- rendering ---------------------------------------------------------------------

@@ -107,6 +107,12 @@ class ClusterSource:
         """Send to the broker that answered last, else to each known broker in turn."""
         client = await self._connected()
         nodes = sorted(b.nodeId for b in client.cluster.brokers())
+        if not nodes:
+            # A cluster still starting can answer the bootstrap with no broker registered;
+            # this client would never ask again: the next refresh bootstraps anew.
+            self._client = None
+            await client.close()
+            raise Unreachable("no broker registered yet")
         if self._good_node in nodes:
             nodes.remove(self._good_node)
             nodes.insert(0, self._good_node)
