@@ -5,6 +5,7 @@ directory and asserts nothing):
 
     python benchmarks/console.py              # everything
     python benchmarks/console.py --partitions 500 --groups 50 --records 200000 --idle 10
+    python benchmarks/console.py --live-rate 0    # the live tail as fast as perf produces
 
 1. `kraftboard ui` as a real process in a pseudo-terminal, on a warm venv: seconds
    until the screen shows a broker "online", starting the 3-node cluster from nothing
@@ -18,11 +19,13 @@ directory and asserts nothing):
    groups with committed offsets): per view, the UI-thread time of rendering one
    snapshot; the UI thread's CPU time per refresh cycle (fetch, decode and render: the
    Kafka clients run on the UI's event loop); the longest and 99th-percentile stall of
-   that event loop while refreshing; and the idle CPU of `kraftboard ui --no-demo` on it.
+   that event loop while refreshing, and while switching views (their tables fill); and
+   the idle CPU of `kraftboard ui --no-demo` on it.
 5. The tail: (a) appending batches of 5,000 records to the messages view's log and
    drawing the frame, up to --records (CPU ms per step and event-loop stalls);
    (b) a live tail of a topic that `kraftboard perf produce` fills with --live-records
-   records as fast as it can: event-loop stalls while the console keeps up.
+   records at --live-rate records/s (0: as fast as it can): event-loop stalls while the
+   console keeps up, and how fast it tails.
 
 A stall is measured by a probe task that sleeps 5 ms at a time on the console's event
 loop: how late it wakes up is how long the loop (the UI thread) was busy with one step,
@@ -306,7 +309,7 @@ async def tail_cost(total: int, home: Path) -> dict:
                 "append + frame, CPU ms (max)": round(max(steps) * 1000, 2)} | probe.stop()
 
 
-async def live_tail(bootstrap: str, records: int, home: Path) -> dict:
+async def live_tail(bootstrap: str, records: int, rate: int, home: Path) -> dict:
     """The messages view tailing a topic while `kraftboard perf produce` fills it."""
     source = ClusterSource(bootstrap)
     try:
@@ -320,22 +323,24 @@ async def live_tail(bootstrap: str, records: int, home: Path) -> dict:
         view = app.screen
         view.tail("firehose")
         log = view.query_one(RecordLog)
-        await asyncio.sleep(2)  # the tail's consumer is assigned and at the end
+        await asyncio.sleep(2)  # the tail's consumer is assigned (records before it are missed)
         probe.start()
         started = time.monotonic()
         producer = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "broker", "perf", "produce", "--bootstrap-server", bootstrap,
             "--topic", "firehose", "--records", str(records), "--record-size", "100",
-            "--acks", "1", "--json", cwd=REPO, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL)
+            "--acks", "1", "--throughput", str(rate), "--json", cwd=REPO,
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         produced = json.loads((await producer.communicate())[0].splitlines()[-1])
-        while log.dropped + len(log.rows) < records and time.monotonic() - started < 300:
+        tailed, last_growth = 0, time.monotonic()
+        while tailed < records and time.monotonic() - last_growth < 5:  # until it stops
             await pilot.pause(0.1)
-        tailed = log.dropped + len(log.rows)
+            if log.dropped + len(log.rows) > tailed:
+                tailed, last_growth = log.dropped + len(log.rows), time.monotonic()
         return {"records produced": records,
                 "producer records/s": round(produced["records_per_s"]),
                 "records tailed": tailed,
-                "tailed records/s": round(tailed / (time.monotonic() - started))
+                "tailed records/s": round(tailed / (last_growth - started))
                 } | probe.stop()
 
 
@@ -345,6 +350,7 @@ def main() -> int:
     parser.add_argument("--groups", type=int, default=200)
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--live-records", type=int, default=1_000_000)
+    parser.add_argument("--live-rate", type=int, default=100_000, metavar="RECORDS_PER_S")
     parser.add_argument("--idle", type=float, default=20, metavar="SECONDS")
     args = parser.parse_args()
     results: dict = {"load average before": os.getloadavg()}
@@ -374,7 +380,8 @@ def main() -> int:
             results[f"idle CPU % of a core, kraftboard ui --no-demo on that node, "
                     f"{args.idle:g} s"] = idle_cpu(
                 ["--no-demo", "--data-dir", str(wide_dir)], home, args.idle)
-            results["live tail"] = asyncio.run(live_tail(bootstrap, args.live_records, home))
+            results[f"live tail, {args.live_rate or 'unlimited'} records/s produced"] = \
+                asyncio.run(live_tail(bootstrap, args.live_records, args.live_rate, home))
         finally:
             stop_cluster(wide_dir)
         results["tail, synthetic batches"] = asyncio.run(tail_cost(args.records, home))
