@@ -4,12 +4,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Static
 
 from tui.events import Severity
 from tui.snapshot import Snapshot
 from tui.views.base import View
-from tui.widgets.chrome import age, count_text, state_text, toned
+from tui.widgets.chrome import Summary, age, count_text, state_text, toned
 from tui.widgets.event_log import EventLog
 from tui.widgets.live_table import LiveTable
 
@@ -25,9 +24,9 @@ class ClusterView(View):
                                 id="brokers")
             with Vertical(classes="box", id="quorum-box") as box:
                 box.border_title = "Controller quorum"
-                yield Static(id="quorum-summary")
+                yield Summary(id="quorum-summary")
                 yield LiveTable("voter", "log end", "lag", "last fetch", id="voters")
-        health = Static(id="health", classes="box")
+        health = Summary(id="health", classes="box")
         health.border_title = "Health"
         yield health
         log = EventLog(id="events", classes="box")
@@ -64,14 +63,14 @@ class ClusterView(View):
         return self.app.addresses.get(broker_id, "?")
 
     def _show_quorum(self, snapshot: Snapshot) -> None:
-        summary = self.query_one("#quorum-summary", Static)
+        summary = self.query_one("#quorum-summary", Summary)
         quorum = snapshot.quorum
         if quorum is None:
-            summary.update(toned(self.app, f"DescribeQuorum: {snapshot.quorum_error}",
+            summary.show(toned(self.app, f"DescribeQuorum: {snapshot.quorum_error}",
                                  Severity.WARN))
             self.query_one("#voters", LiveTable).sync([])
             return
-        summary.update(Text.assemble(("leader ", "dim"), (f"{quorum.leader}", "bold"),
+        summary.show(Text.assemble(("leader ", "dim"), (f"{quorum.leader}", "bold"),
                                      ("  epoch ", "dim"), f"{quorum.epoch}",
                                      ("  high watermark ", "dim"), f"{quorum.high_watermark}"))
         rows = []
@@ -95,4 +94,4 @@ class ClusterView(View):
                              f"partitions {len(snapshot.partitions)}   ")
         for label, count in counts:
             text.append_text(Text.assemble(f"{label} ", count_text(self.app, count), "   "))
-        self.query_one("#health", Static).update(text)
+        self.query_one("#health", Summary).show(text)

@@ -5,13 +5,12 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static
 
 from tui.events import Severity
 from tui.history import sparkline
 from tui.snapshot import Group, Snapshot
 from tui.views.base import View
-from tui.widgets.chrome import toned
+from tui.widgets.chrome import Summary, toned
 from tui.widgets.live_table import LiveTable
 
 
@@ -24,17 +23,17 @@ class GroupsView(View):
     BINDINGS = [Binding("enter", "open", "Lag per partition", id="groups.open", priority=True)]
 
     def body(self) -> ComposeResult:
-        yield Static(id="groups-empty", classes="box hidden")
+        yield Summary(id="groups-empty", classes="box hidden")
         yield LiveTable("group", "state", "members", "topics", "total lag", "trend",
                         id="groups")
 
     def show(self, snapshot: Snapshot) -> None:
-        empty = self.query_one("#groups-empty", Static)
+        empty = self.query_one("#groups-empty", Summary)
         if snapshot.groups_error:
-            empty.update(toned(self.app, "No consumer groups to show: the cluster answered "
+            empty.show(toned(self.app, "No consumer groups to show: the cluster answered "
                                f"{snapshot.groups_error}", Severity.WARN))
         elif not snapshot.groups:
-            empty.update("No consumer groups on this cluster yet.")
+            empty.show("No consumer groups on this cluster yet.")
         empty.set_class(bool(snapshot.groups), "hidden")
         rows = []
         for group in snapshot.groups:
@@ -61,19 +60,19 @@ class GroupDetail(View):
         self.group_id = group_id
 
     def body(self) -> ComposeResult:
-        yield Static(id="group-summary", classes="box")
+        yield Summary(id="group-summary", classes="box")
         yield LiveTable("topic", "partition", "committed", "end offset", "lag", "member",
                         id="group-partitions")
 
     def show(self, snapshot: Snapshot) -> None:
-        summary = self.query_one("#group-summary", Static)
+        summary = self.query_one("#group-summary", Summary)
         group = find_group(snapshot, self.group_id)
         if group is None:
-            summary.update(toned(self.app, f"group {self.group_id} is gone", Severity.BAD))
+            summary.show(toned(self.app, f"group {self.group_id} is gone", Severity.BAD))
             self.query_one(LiveTable).sync([])
             return
         lags = snapshot.group_lag(group)
-        summary.update(Text.assemble((group.id, "bold"), f"   state {group.state}"
+        summary.show(Text.assemble((group.id, "bold"), f"   state {group.state}"
                                      f"   members {len(group.members)}"
                                      f"   total lag {sum(lags.values()):,}"))
         owners = {tp: m.client_id or m.id for m in group.members for tp in m.assignment}

@@ -4,12 +4,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import Static
 
 from tui.events import Severity
 from tui.snapshot import NO_LEADER, Partition, Snapshot
 from tui.views.base import View
-from tui.widgets.chrome import toned
+from tui.widgets.chrome import Summary, toned
 from tui.widgets.live_table import LiveTable
 
 
@@ -25,7 +24,7 @@ class TopicDetail(View):
         self.topic = topic
 
     def body(self) -> ComposeResult:
-        yield Static(id="topic-summary", classes="box")
+        yield Summary(id="topic-summary", classes="box")
         yield LiveTable("partition", "leader", "replicas", "ISR", "log start",
                         "high watermark", "records", id="partitions")
 
@@ -44,14 +43,14 @@ class TopicDetail(View):
         return text
 
     def show(self, snapshot: Snapshot) -> None:
-        summary = self.query_one("#topic-summary", Static)
+        summary = self.query_one("#topic-summary", Summary)
         topic = snapshot.topics.get(self.topic)
         if topic is None:
-            summary.update(toned(self.app, f"topic {self.topic} does not exist (any more)",
+            summary.show(toned(self.app, f"topic {self.topic} does not exist (any more)",
                                  Severity.BAD))
             self.query_one(LiveTable).sync([])
             return
-        summary.update(Text.assemble(
+        summary.show(Text.assemble(
             (self.topic, "bold"), f"   partitions {len(topic.partitions)}"
             f"   replication factor {topic.replication_factor}"
             f"   min.insync.replicas {topic.min_isr or '?'}"

@@ -58,6 +58,16 @@ class ViewBar(Static):
         return text
 
 
+class Summary(Static):
+    """Text redrawn from every snapshot. `Static.update` lays the whole screen out again,
+    the biggest part of an idle console's CPU, so an unchanged text is left alone."""
+
+    def show(self, content: Text | str) -> None:
+        if content != getattr(self, "_shown", None):
+            self._shown = content
+            self.update(content)
+
+
 class StatusLine(Static):
     """Which cluster, how fresh the data is, and what is wrong when it is not."""
 
