@@ -68,6 +68,10 @@ class KafkaServer:
         self._connections.add(task)
         try:
             await Connection(self.node, reader, writer).serve()
+        except asyncio.CancelledError:
+            # `stop` closing the connection. The task ends normally: asyncio (3.11) logs a
+            # cancelled connection handler as an error with a traceback.
+            pass
         finally:
             self._connections.discard(task)
 
