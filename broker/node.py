@@ -182,8 +182,8 @@ class Node:
             soon = self._shutting_down or not self.ready.is_set()
             self._heartbeat_now.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._heartbeat_now.wait(),
-                                       min(interval, REGISTER_RETRY) if soon else interval)
+                async with asyncio.timeout(min(interval, REGISTER_RETRY) if soon else interval):
+                    await self._heartbeat_now.wait()
 
     async def controlled_shutdown(self) -> None:
         """Kafka's controlled shutdown, before a graceful stop: the controller fences this

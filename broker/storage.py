@@ -95,6 +95,13 @@ ORDER BY budgeted.base_offset
 """
 
 
+def _failure_seen(waiter: asyncio.Future) -> None:
+    """The writer logs a failed commit; a writer that never awaits its future (acks=0)
+    is not another error to report."""
+    if not waiter.cancelled():
+        waiter.exception()
+
+
 def batch_row(pid: int, batch: Batch) -> tuple:
     return (pid, batch.base_offset, batch.last_offset, batch.max_timestamp, batch.leader_epoch,
             batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.size, batch.data)
@@ -143,23 +150,27 @@ class Storage:
         self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name="checkpoints")
 
     async def close(self) -> None:
-        if self._writer_task is not None:
-            await self.flush()
-            for task in (self._writer_task, self._checkpoint_task):
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-        for conn in (self._checkpointer, self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
+        try:
+            if self._writer_task is not None:
+                await self.flush()
+                for task in (self._writer_task, self._checkpoint_task):
+                    task.cancel()
+                    try:
+                        await task
+                    except asyncio.CancelledError:
+                        pass
+        finally:
+            # Whatever went wrong above: each connection's thread keeps the process from
+            # exiting until the connection is closed.
+            for conn in (self._checkpointer, self._reader, self._writer):
+                if conn is not None:
+                    await conn.close()
 
     # -- writes -------------------------------------------------------------------------
 
     def write(self, sql: str, params: Any,
               on_commit: Callable[[], None] | None = None) -> asyncio.Future:
-        """Queue a statement for the next group commit; returns the commit's future.
+        """Queue a statement for the next group commit; returns a future of the commit.
 
         `on_commit` runs on the event loop after the transaction is durable, in queue
         order, before anyone awaiting the future wakes up.
@@ -168,7 +179,11 @@ class Storage:
         if self._commit is None:
             self._commit = asyncio.get_running_loop().create_future()
             self._wakeup.set()
-        return self._commit
+        # Each writer gets its own future: a waiter that is cancelled (its client went
+        # away) must not cancel the commit every other writer in the group waits for.
+        waiter = asyncio.shield(self._commit)
+        waiter.add_done_callback(_failure_seen)
+        return waiter
 
     def append_batch(self, pid: int, batch: Batch,
                      on_commit: Callable[[], None] | None) -> asyncio.Future:
@@ -209,7 +224,7 @@ class Storage:
                 self.on_failure()
                 if commit is not None and not commit.done():
                     commit.set_exception(exc)
-                    commit.exception()  # acks=0 writers never await; keep asyncio quiet
+                    commit.exception()  # seen through the writers' own futures
                 continue
             self.commits += 1
             for _, _, on_commit in pending:

@@ -142,7 +142,8 @@ class Node:
             self.process.send_signal(signal.SIGCONT)
             self.paused = False
         try:
-            await asyncio.wait_for(asyncio.shield(self._exited), STOP_GRACE)
+            async with asyncio.timeout(STOP_GRACE):
+                await asyncio.shield(self._exited)
         except TimeoutError:
             log.warning("node %d ignored SIGTERM for %g s; killing it", self.id, STOP_GRACE)
             self.process.kill()
@@ -187,7 +188,8 @@ class Node:
         deadline = loop.time() + READY_TIMEOUT
         while self.alive:
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+                async with asyncio.timeout(1.0):
+                    _, writer = await asyncio.open_connection(host, port)
             except (OSError, TimeoutError):
                 if loop.time() > deadline:
                     await self.stop()
