@@ -26,7 +26,8 @@ from kafka.protocol.sasl import (
 )
 
 from broker.messages import BrokerHeartbeatRequest
-from conftest import NodeProcess, free_port, kraftboard
+from broker.metadata import MetadataImage
+from conftest import NodeProcess, QuorumCluster, free_port, kraftboard, wait_until
 from test_bad_input import Raw
 from tests.test_tui import SIZE, rows, until
 from tui.app import KraftboardApp
@@ -193,6 +194,42 @@ def test_plaintext_listener_still_advertises_itself(node):
     with Raw(node) as raw:
         metadata = raw.call(MetadataRequest(version=1, topics=None), MetadataResponse)
     assert [(b.node_id, b.port) for b in metadata.brokers] == [(1, node.port)]
+
+
+def test_every_broker_is_advertised_on_the_listener_the_client_used(tmp_path):
+    """Registrations carry every listener, so any node names all brokers on any listener."""
+    cluster = QuorumCluster(tmp_path, 3)
+    sasl_ports = {}
+    for node_id, member in cluster.nodes.items():
+        sasl_ports[node_id] = free_port()
+        member.settings.update({
+            "listeners": f"{member.settings['listeners']},"
+                         f"SASL_PLAINTEXT://127.0.0.1:{sasl_ports[node_id]}",
+            "sasl.users": {USER: PASSWORD}})
+    cluster.start()
+    try:
+        def brokers(port: int, *security: str) -> list:
+            result = subprocess.run(["kcat", "-b", f"127.0.0.1:{port}", *security, "-L", "-J"],
+                                    capture_output=True, timeout=WAIT_S)
+            listed = json.loads(result.stdout)["brokers"] if result.returncode == 0 else []
+            return sorted(listed, key=lambda broker: broker["id"])
+
+        sasl = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanisms=PLAIN",
+                "-X", f"sasl.username={USER}", "-X", f"sasl.password={PASSWORD}"]
+        expected = [{"id": i, "name": f"127.0.0.1:{port}"} for i, port in sasl_ports.items()]
+        assert wait_until(lambda: brokers(sasl_ports[2], *sasl) == expected, timeout=WAIT_S), \
+            brokers(sasl_ports[2], *sasl)
+        assert brokers(cluster.nodes[3].port) == \
+            [{"id": i, "name": f"127.0.0.1:{n.port}"} for i, n in cluster.nodes.items()]
+    finally:
+        cluster.stop()
+
+
+def test_a_registration_from_before_listeners_is_read_as_plaintext():
+    """Metadata logs written before brokers had several listeners still replay."""
+    image = MetadataImage()
+    image.apply(0, b'{"type":"register_broker","id":1,"host":"h","port":9092,"incarnation":"x"}')
+    assert image.brokers[1].endpoints == {"PLAINTEXT": ("h", 9092)}
 
 
 # -- refusals ----------------------------------------------------------------------------
