@@ -8,6 +8,8 @@ commits each at once. Reads use their own connection and see committed data only
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,15 @@ INSERT_BATCH = (
     "INSERT INTO batches (pid, base_offset, last_offset, max_timestamp, leader_epoch, producer_id,"
     " producer_epoch, base_sequence, size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+BATCH_COLUMNS = 10
+# SQLite binds at most 32,766 parameters per statement.
+MAX_BATCHES_PER_INSERT = 32_766 // BATCH_COLUMNS
+
+
+@functools.lru_cache(maxsize=64)
+def insert_batches(count: int) -> str:
+    """One INSERT of `count` batch rows: a single statement is atomic on its own."""
+    return INSERT_BATCH + ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" * (count - 1)
 
 # Whole batches from the one holding `offset`, below the high watermark, within the
 # byte budget; the first batch is returned even when it alone is over the budget (KIP-74).
@@ -117,8 +128,9 @@ class Storage:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # DEFERRED: the first write of a group opens its transaction (no BEGIN round trip).
-        self._writer = await aiosqlite.connect(self.path, isolation_level="DEFERRED")
+        # Autocommit: a group of appends is one multi-row INSERT, its own transaction, and
+        # so one hop to SQLite's thread; other groups open their transaction with BEGIN.
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
         await self._writer.execute("PRAGMA journal_mode=WAL")
         await self._writer.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
         # Checkpoints (and their fsync) run on their own connection, never inside a commit.
@@ -187,16 +199,7 @@ class Storage:
             if not pending:
                 continue
             try:
-                # Consecutive statements with the same SQL become one executemany call:
-                # each call is a hop to SQLite's thread.
-                sql, rows = pending[0][0], []
-                for stmt, params, _ in pending:
-                    if stmt != sql:
-                        await self._writer.executemany(sql, rows)
-                        sql, rows = stmt, []
-                    rows.append(params)
-                await self._writer.executemany(sql, rows)
-                await self._writer.commit()
+                await self._commit_group([(sql, params) for sql, params, _ in pending])
             except Exception as exc:  # disk full, I/O error: every write in it fails
                 log.exception("storage commit failed")
                 try:
@@ -214,6 +217,21 @@ class Storage:
                     on_commit()
             if commit is not None and not commit.done():
                 commit.set_result(None)
+
+    async def _commit_group(self, statements: list[tuple[str, Any]]) -> None:
+        """Write the statements in one transaction, with as few hops to SQLite's thread
+        as possible: each call costs one."""
+        if len(statements) <= MAX_BATCHES_PER_INSERT and all(
+                sql == INSERT_BATCH for sql, _ in statements):  # the produce path
+            await self._writer.execute(
+                insert_batches(len(statements)),
+                list(itertools.chain.from_iterable(params for _, params in statements)))
+            return
+        await self._writer.execute("BEGIN")
+        # Consecutive statements with the same SQL become one executemany call.
+        for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
+            await self._writer.executemany(sql, [params for _, params in group])
+        await self._writer.commit()
 
     async def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database in the background; PASSIVE never blocks writers."""
