@@ -411,10 +411,12 @@ class NodeConfig:
             return None
         source = self.path or "<config>"
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        password = self.values["ssl.key.password"]
         keystore = ("ssl.keystore.location", "a PEM private key and certificate chain (an "
                     "encrypted key needs ssl.key.password)",
-                    lambda file: context.load_cert_chain(file, password=self.values["ssl.key.password"]))
-        truststore = ("ssl.truststore.location", "PEM CA certificates", context.load_verify_locations)
+                    lambda file: context.load_cert_chain(file, password=password))
+        truststore = ("ssl.truststore.location", "PEM CA certificates",
+                      context.load_verify_locations)
         for key, expected, load in (keystore, truststore):
             file = self.values[key]
             if file is None:

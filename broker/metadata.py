@@ -136,7 +136,7 @@ class MetadataImage:
                                host: str | None = None, port: int | None = None) -> None:
         # Logs written before brokers had several listeners carry one PLAINTEXT host and port.
         endpoints = endpoints or {"PLAINTEXT": (host, port)}
-        self.brokers[id] = BrokerInfo(id, {name: tuple(address) for name, address in endpoints.items()},
+        self.brokers[id] = BrokerInfo(id, {name: tuple(addr) for name, addr in endpoints.items()},
                                       incarnation, fenced=True, registered_at=self.offset)
 
     def _apply_fence_broker(self, id: int) -> None:

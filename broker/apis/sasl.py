@@ -41,7 +41,8 @@ async def sasl_handshake(request, ctx):
         session.mechanism = request.mechanism
         session.exchange = session.users.exchange(request.mechanism)
         error = errors.NoError
-    return SaslHandshakeResponse(version=ctx.api_version, error_code=error.errno, mechanisms=enabled)
+    return SaslHandshakeResponse(version=ctx.api_version, error_code=error.errno,
+                                 mechanisms=enabled)
 
 
 @api(SaslAuthenticateRequest, 0, 2)
