@@ -89,6 +89,10 @@ class KafkaServer:
         session = Session(endpoint.name, self._users if endpoint.uses_sasl else None)
         try:
             await Connection(self.node, reader, writer, session).serve()
+        except asyncio.CancelledError:
+            # `stop` closing the connection. The task ends normally: asyncio (3.11) logs a
+            # cancelled connection handler as an error with a traceback.
+            pass
         finally:
             self._connections.discard(task)
 
