@@ -125,8 +125,9 @@ def test_a_broker_is_unfenced_once_it_has_applied_its_own_registration(quorum_cl
     controller = cluster.nodes[probe.quorum_leader(bootstrap(cluster))]
     address = ("127.0.0.1", controller.port)
     registration = probe.call(address, BrokerRegistrationRequest(
-        version=0, broker_id=9, cluster_id="", incarnation_id="returning", host="127.0.0.1",
-        port=9))
+        version=0, broker_id=9, cluster_id="", incarnation_id="returning",
+        listeners=[BrokerRegistrationRequest.Listener(name="PLAINTEXT", host="127.0.0.1",
+                                                      port=9)]))
     assert registration.error_code == 0
     quorum = probe.call(address, probe.describe_quorum_request()).topics[0].partitions[0]
     applied = quorum.high_watermark - 1  # its registration, or a record after it
