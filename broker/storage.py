@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 CHECKPOINT_INTERVAL = 1.0  # seconds
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes
 
 INSERT_BATCH = (
     "INSERT INTO batches (pid, base_offset, last_offset, max_timestamp, leader_epoch, producer_id,"
@@ -142,6 +143,9 @@ class Storage:
         await self._writer.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
         # Checkpoints (and their fsync) run on their own connection, never inside a commit.
         await self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        # Once a checkpoint has emptied it, the WAL file shrinks back to this size instead
+        # of keeping the largest size a burst of writes ever gave it.
+        await self._writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         await self._writer.executescript(SCHEMA)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA query_only=ON")
