@@ -7,7 +7,9 @@ and the reason, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import difflib
+import ssl
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -47,9 +49,23 @@ def _roles(value: Any) -> str | None:
 
 def _listeners(value: Any) -> str | None:
     try:
-        parse_listener(value)
+        parse_listeners(value)
     except ValueError as exc:
         return str(exc)
+    return None
+
+
+def _mechanisms(value: Any) -> str | None:
+    unknown = [m for m in value if m not in SASL_MECHANISMS]
+    if not value or unknown:
+        return (f"{', '.join(map(str, unknown)) or 'an empty list'} is not supported; "
+                f"kraftboard offers {', '.join(SASL_MECHANISMS)}")
+    return None
+
+
+def _users(value: Any) -> str | None:
+    if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in value.items()):
+        return "must map user names to passwords, both non-empty strings"
     return None
 
 
@@ -85,26 +101,80 @@ def parse_voters(entries: list[str]) -> dict[int, tuple[str, int]]:
     return voters
 
 
-def parse_listener(value: str) -> tuple[str, int]:
-    """`PLAINTEXT://host:port` (or `host:port`) -> (host, port)."""
-    text = str(value).split(",")[0].strip()
-    if "://" in text:
-        scheme, text = text.split("://", 1)
-        if scheme.upper() != "PLAINTEXT":
-            raise ValueError(f"only PLAINTEXT listeners are supported, not {scheme}")
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("must look like PLAINTEXT://host:port")
-    return host or "0.0.0.0", int(port)
+# Kafka's security protocols. As with Kafka's default `listener.security.protocol.map`,
+# a listener's name is its security protocol.
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+CLIENT_AUTH = {"none": ssl.CERT_NONE, "requested": ssl.CERT_OPTIONAL,
+               "required": ssl.CERT_REQUIRED}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One listener: `NAME://host:port`, its name being its security protocol."""
+    name: str
+    host: str
+    port: int
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.name in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.name.startswith("SASL_")
+
+
+def parse_listeners(value: str) -> list[Endpoint]:
+    """`PLAINTEXT://host:port,SASL_SSL://host:port` (a bare `host:port` is PLAINTEXT)."""
+    endpoints: list[Endpoint] = []
+    for entry in str(value).split(","):
+        text = entry.strip()
+        name = "PLAINTEXT"
+        if "://" in text:
+            name, text = text.split("://", 1)
+            name = name.strip().upper()
+            if name not in SECURITY_PROTOCOLS:
+                raise ValueError(f"{name} in {entry.strip()!r} is not a security protocol; "
+                                 f"use one of {', '.join(SECURITY_PROTOCOLS)}")
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{entry.strip()!r} must look like PLAINTEXT://host:port")
+        if any(e.name == name for e in endpoints):
+            raise ValueError(f"listener {name} is listed twice")
+        if any(e.port == int(port) for e in endpoints):
+            raise ValueError(f"port {port} is used by two listeners")
+        endpoints.append(Endpoint(name, host or "0.0.0.0", int(port)))
+    return endpoints
 
 
 # Broker settings. Defaults are Apache Kafka's unless the comment says otherwise.
 NODE_SETTINGS = {s.name: s for s in [
     Setting("node.id", int, None, "this node's id, unique in the cluster", at_least(0)),
     Setting("process.roles", list, ["broker", "controller"], "broker, controller or both", _roles),
-    Setting("listeners", str, "PLAINTEXT://127.0.0.1:9092", "where clients connect", _listeners),
-    Setting("advertised.listeners", str, None, "the address given to clients (defaults to listeners)",
+    Setting("listeners", str, "PLAINTEXT://127.0.0.1:9092",
+            "where clients connect: NAME://host:port, comma-separated, NAME one of "
+            + ", ".join(SECURITY_PROTOCOLS), _listeners),
+    Setting("advertised.listeners", str, None,
+            "the addresses given to clients, by listener name (defaults to listeners)",
             _listeners),
+    Setting("inter.broker.listener.name", str, "PLAINTEXT",
+            "the listener peers talk to; it must be a PLAINTEXT listener"),
+    Setting("ssl.keystore.type", str, "PEM", "only PEM: a file with the key and certificate chain",
+            one_of("PEM")),
+    Setting("ssl.keystore.location", str, None,
+            "PEM file with this node's private key and certificate chain (SSL listeners)"),
+    Setting("ssl.key.password", str, None, "the password of an encrypted private key"),
+    Setting("ssl.truststore.type", str, "PEM", "only PEM: CA certificates", one_of("PEM")),
+    Setting("ssl.truststore.location", str, None,
+            "PEM file with the CA certificates that sign client certificates"),
+    Setting("ssl.client.auth", str, "none", "none, requested or required (mutual TLS)",
+            one_of(*CLIENT_AUTH)),
+    Setting("sasl.enabled.mechanisms", list, list(SASL_MECHANISMS),
+            "mechanisms SASL listeners offer: " + ", ".join(SASL_MECHANISMS), _mechanisms),
+    Setting("sasl.users", dict, {},
+            "kraftboard's own key, not Kafka's: user name -> password for SASL listeners",
+            _users),
     Setting("log.dirs", str, None, "the node's data directory"),
     Setting("num.partitions", int, 1, "partitions of an auto-created topic", at_least(1)),
     Setting("default.replication.factor", int, 1, "replicas of an auto-created topic", at_least(1)),
@@ -168,6 +238,9 @@ NODE_SETTINGS = {s.name: s for s in [
     Setting("group.initial.rebalance.delay.ms", int, 3000, "wait for more members", at_least(0)),
 ]}
 
+# Settings naming files; a relative path is relative to the config file.
+PATH_KEYS = ("log.dirs", "ssl.keystore.location", "ssl.truststore.location")
+
 # Topic settings a client can set per topic (CreateTopics, AlterConfigs).
 TOPIC_SETTINGS = {s.name: s for s in [
     Setting("retention.ms", int, None, "delete batches older than this (-1: forever)", at_least(-1)),
@@ -226,6 +299,10 @@ def coerce(setting: Setting, value: Any) -> Any:
             raise ValueError(f"must be a number, not {value!r}") from None
     elif kind is list:
         result = value if isinstance(value, list) else [p.strip() for p in str(value).split(",")]
+    elif kind is dict:
+        if not isinstance(value, dict):
+            raise ValueError("must be a mapping")
+        result = value
     else:
         result = str(value)
     if setting.check is not None:
@@ -299,13 +376,61 @@ class NodeConfig:
         return voters
 
     @property
+    def listeners(self) -> list[Endpoint]:
+        return parse_listeners(self.values["listeners"])
+
+    @property
+    def advertised_listeners(self) -> dict[str, tuple[str, int]]:
+        """Where clients reach each listener, by name (`advertised.listeners`, as in Kafka
+        else `listeners`); a wildcard host is advertised as 127.0.0.1."""
+        endpoints = parse_listeners(self.values["advertised.listeners"] or self.values["listeners"])
+        return {e.name: ("127.0.0.1" if e.host in ("0.0.0.0", "") else e.host, e.port)
+                for e in endpoints}
+
+    @property
+    def inter_broker_listener(self) -> str:
+        return self.values["inter.broker.listener.name"]
+
+    @property
     def listen_address(self) -> tuple[str, int]:
-        return parse_listener(self.values["listeners"])
+        """Where the inter-broker listener binds."""
+        endpoint = next(e for e in self.listeners if e.name == self.inter_broker_listener)
+        return endpoint.host, endpoint.port
 
     @property
     def advertised_address(self) -> tuple[str, int]:
-        host, port = parse_listener(self.values["advertised.listeners"] or self.values["listeners"])
-        return ("127.0.0.1" if host in ("0.0.0.0", "") else host), port
+        """Where peers reach this node: the inter-broker listener's advertised address."""
+        return self.advertised_listeners[self.inter_broker_listener]
+
+    @cached_property
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The server side of the SSL and SASL_SSL listeners (None without any). A file
+        that is missing, unreadable or not a matching key and certificate is refused
+        with the key that names it."""
+        if not any(e.uses_tls for e in self.listeners):
+            return None
+        source = self.path or "<config>"
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        password = self.values["ssl.key.password"]
+        keystore = ("ssl.keystore.location", "a PEM private key and certificate chain (an "
+                    "encrypted key needs ssl.key.password)",
+                    lambda file: context.load_cert_chain(file, password=password))
+        truststore = ("ssl.truststore.location", "PEM CA certificates",
+                      context.load_verify_locations)
+        for key, expected, load in (keystore, truststore):
+            file = self.values[key]
+            if file is None:
+                continue
+            try:
+                Path(file).read_bytes()  # says "No such file" or "Permission denied" plainly
+                load(file)
+            except ssl.SSLError as exc:
+                raise ConfigError(f"{source}: {key}: {file} is not {expected}: "
+                                  f"{exc.reason or exc}") from None
+            except OSError as exc:
+                raise ConfigError(f"{source}: {key}: cannot read {file}: {exc.strerror}") from None
+        context.verify_mode = CLIENT_AUTH[self.values["ssl.client.auth"]]
+        return context
 
     def topic_default(self, key: str) -> Any:
         node_key = TOPIC_DEFAULT_FROM_NODE.get(key)
@@ -327,7 +452,35 @@ class NodeConfig:
                 raise ConfigError(f"{source}: {required}: is required ({NODE_SETTINGS[required].doc})")
         config = cls(values, frozenset(raw))
         config._check_quorum_role(source)
+        config._check_listeners(source)
         return config
+
+    def _check_listeners(self, source: str) -> None:
+        names = [e.name for e in self.listeners]
+        for name in self.advertised_listeners:
+            if name not in names:
+                raise ConfigError(f"{source}: advertised.listeners: {name} is not one of the "
+                                  f"listeners ({', '.join(names)})")
+        inter_broker = self.inter_broker_listener
+        if inter_broker not in names:
+            raise ConfigError(f"{source}: inter.broker.listener.name: no listener named "
+                              f"{inter_broker} in listeners ({', '.join(names)})")
+        if inter_broker != "PLAINTEXT":
+            raise ConfigError(f"{source}: inter.broker.listener.name: {inter_broker} is not "
+                              "supported; nodes talk to each other without TLS or SASL, on "
+                              "a PLAINTEXT listener")
+        if inter_broker not in self.advertised_listeners:
+            raise ConfigError(f"{source}: advertised.listeners: must include the inter-broker "
+                              f"listener {inter_broker}, which peers connect to")
+        if any(e.uses_tls for e in self.listeners) and not self.values["ssl.keystore.location"]:
+            raise ConfigError(f"{source}: ssl.keystore.location: is required by the SSL and "
+                              "SASL_SSL listeners (a PEM file with the key and certificate chain)")
+        if self.values["ssl.client.auth"] != "none" and not self.values["ssl.truststore.location"]:
+            raise ConfigError(f"{source}: ssl.truststore.location: is required when "
+                              "ssl.client.auth is requested or required")
+        if any(e.uses_sasl for e in self.listeners) and not self.values["sasl.users"]:
+            raise ConfigError(f"{source}: sasl.users: SASL listeners need at least one user "
+                              "(user name: password)")
 
     def _check_quorum_role(self, source: str) -> None:
         voters = parse_voters(self.values["controller.quorum.voters"])
@@ -346,7 +499,10 @@ class NodeConfig:
         path = Path(path)
         config = cls.from_dict(read_yaml_mapping(path), source=str(path))
         config.path = path
-        # A relative log.dirs is relative to the config file, so a cluster directory can move.
-        if not Path(config.values["log.dirs"]).is_absolute():
-            config.values["log.dirs"] = str((path.parent / config.values["log.dirs"]).resolve())
+        # Relative paths are relative to the config file, so a cluster directory can move.
+        for key in PATH_KEYS:
+            value = config.values[key]
+            if value is not None and not Path(value).is_absolute():
+                config.values[key] = str((path.parent / value).resolve())
+        config.tls_context  # noqa: B018  (refuses unusable TLS files now, not at the first client)
         return config

@@ -160,7 +160,7 @@ class Controller:
             if known is not None and not known.fenced:
                 records += self._move_away_from(broker.id)
             await self._commit(records)
-            log.info("broker %d registered at %s:%d", broker.id, broker.host, broker.port)
+            log.info("broker %d registered with listeners %s", broker.id, broker.endpoints)
 
     async def heartbeat(self, broker_id: int, incarnation: str, metadata_offset: int,
                         want_shut_down: bool = False) -> bool:

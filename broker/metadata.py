@@ -40,8 +40,7 @@ def check_topic_name(name: str | None) -> None:
 @dataclass
 class BrokerInfo:
     id: int
-    host: str
-    port: int
+    endpoints: dict[str, tuple[str, int]]  # advertised (host, port) by listener name
     incarnation: str
     fenced: bool = True
     registered_at: int = -1  # offset of its registration record: unfenced once applied that far
@@ -84,8 +83,8 @@ def cluster_record(cluster_id: str) -> dict[str, Any]:
 
 
 def register_broker_record(broker: BrokerInfo) -> dict[str, Any]:
-    return {"type": "register_broker", "id": broker.id, "host": broker.host,
-            "port": broker.port, "incarnation": broker.incarnation}
+    return {"type": "register_broker", "id": broker.id, "endpoints": broker.endpoints,
+            "incarnation": broker.incarnation}
 
 
 def topic_record(name: str, topic_id: uuid.UUID, configs: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +117,12 @@ class MetadataImage:
     def live_brokers(self) -> list[int]:
         return sorted(b.id for b in self.brokers.values() if not b.fenced)
 
+    def live_endpoints(self, listener: str) -> dict[int, tuple[str, int]]:
+        """Each live broker's (host, port) on `listener`, for a client that connected to
+        it; as in Kafka, a broker without that listener is left out."""
+        return {b: self.brokers[b].endpoints[listener] for b in self.live_brokers()
+                if listener in self.brokers[b].endpoints}
+
     def apply(self, offset: int, value: bytes) -> None:
         record = json.loads(value)
         self.offset = offset
@@ -126,9 +131,13 @@ class MetadataImage:
     def _apply_cluster(self, id: str) -> None:
         self.cluster_id = id
 
-    def _apply_register_broker(self, id: int, host: str, port: int, incarnation: str) -> None:
-        self.brokers[id] = BrokerInfo(id, host, port, incarnation, fenced=True,
-                                      registered_at=self.offset)
+    def _apply_register_broker(self, id: int, incarnation: str,
+                               endpoints: dict[str, list] | None = None,
+                               host: str | None = None, port: int | None = None) -> None:
+        # Logs written before brokers had several listeners carry one PLAINTEXT host and port.
+        endpoints = endpoints or {"PLAINTEXT": (host, port)}
+        self.brokers[id] = BrokerInfo(id, {name: tuple(addr) for name, addr in endpoints.items()},
+                                      incarnation, fenced=True, registered_at=self.offset)
 
     def _apply_fence_broker(self, id: int) -> None:
         self.brokers[id].fenced = True

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import signal
+import sys
 import time
 import uuid
 from typing import Any, Iterable
@@ -21,7 +22,7 @@ from kafka import errors
 from kafka.protocol.api_message import ApiMessage
 
 from broker.compaction import LogCleaner
-from broker.config import NodeConfig, parse_listener
+from broker.config import NodeConfig
 from broker.controller import Controller
 from broker.errors import RequestError
 from broker.groups.coordinator import GroupCoordinator
@@ -40,6 +41,7 @@ PRODUCER_ID_BLOCK = 1000
 CONTROLLER_TIMEOUT = 5.0
 CONTROLLED_SHUTDOWN_TIMEOUT = 5.0  # seconds a stopping broker waits to lead nothing
 REGISTER_RETRY = 0.1
+SWITCH_INTERVAL = 0.0005  # seconds; see serve_forever
 
 
 class Node:
@@ -109,9 +111,10 @@ class Node:
         return self.image.cluster_id or ""
 
     def address_of(self, node_id: int) -> tuple[str, int] | None:
+        """Where a peer takes inter-node requests: its inter-broker listener."""
         broker = self.image.brokers.get(node_id)
-        if broker is not None:
-            return broker.host, broker.port
+        if broker is not None and self.config.inter_broker_listener in broker.endpoints:
+            return broker.endpoints[self.config.inter_broker_listener]
         return self.config.voters.get(node_id)
 
     def _forget_uncommitted(self) -> None:
@@ -156,7 +159,8 @@ class Node:
     async def _broker_lifecycle(self) -> None:
         """Register with the active controller, then heartbeat; re-register when it
         forgets us (a new controller replays our registration from the log anyway)."""
-        host, port = self.config.advertised_address
+        listeners = [BrokerRegistrationRequest.Listener(version=0, name=name, host=host, port=port)
+                     for name, (host, port) in self.config.advertised_listeners.items()]
         interval = self.config["broker.heartbeat.interval.ms"] / 1000
         registered = False
         while True:
@@ -164,7 +168,7 @@ class Node:
                 if not registered:
                     await self.call_controller(BrokerRegistrationRequest(
                         version=0, broker_id=self.node_id, cluster_id=self.cluster_id,
-                        incarnation_id=self.incarnation, host=host, port=port), Channel.LIFECYCLE)
+                        incarnation_id=self.incarnation, listeners=listeners), Channel.LIFECYCLE)
                     registered = True
                 response = await self.call_controller(BrokerHeartbeatRequest(
                     version=0, broker_id=self.node_id, incarnation_id=self.incarnation,
@@ -182,8 +186,8 @@ class Node:
             soon = self._shutting_down or not self.ready.is_set()
             self._heartbeat_now.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._heartbeat_now.wait(),
-                                       min(interval, REGISTER_RETRY) if soon else interval)
+                async with asyncio.timeout(min(interval, REGISTER_RETRY) if soon else interval):
+                    await self._heartbeat_now.wait()
 
     async def controlled_shutdown(self) -> None:
         """Kafka's controlled shutdown, before a graceful stop: the controller fences this
@@ -415,6 +419,10 @@ async def serve_forever(config: NodeConfig) -> None:
         raise
     # Everything loaded so far lives as long as the node: keep it out of GC passes.
     gc.freeze()
+    # SQLite's threads hand each result back to the event loop, and need the GIL for it:
+    # at Python's default switch interval (5 ms) a busy loop would hold a commit back for
+    # up to that long, which shows directly in produce latency.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -424,8 +432,8 @@ async def serve_forever(config: NodeConfig) -> None:
     loop.add_signal_handler(signal.SIGUSR1, node.peers.isolate, True)
     loop.add_signal_handler(signal.SIGUSR2, node.peers.isolate, False)
     await server.serve()
-    host, port = config.listen_address
-    log.info("node %d serving Kafka on %s:%d (cluster %s)", node.node_id, host, port, node.cluster_id)
+    log.info("node %d serving Kafka on %s (cluster %s)", node.node_id, config["listeners"],
+             node.cluster_id)
     await stop.wait()
     log.info("node %d shutting down", node.node_id)
     await node.controlled_shutdown()

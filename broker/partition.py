@@ -10,6 +10,7 @@ leader epochs included, and truncate where their log diverges from the leader's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -320,10 +321,9 @@ class PartitionLog:
                                    f"replication did not reach offset {end} in time "
                                    f"(ISR {self.isr})")
             waiter = self.new_data_waiter(loop)
-            try:
-                await asyncio.wait_for(waiter, left)
-            except asyncio.TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await waiter
 
     def close(self) -> None:
         """The partition is gone (topic deleted): release everything waiting on it."""

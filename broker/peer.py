@@ -62,9 +62,9 @@ class PeerConnection:
             if address is None:
                 raise PeerUnavailable(f"no address known for node {self.peer_id}")
             try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(*address), CONNECT_TIMEOUT)
-            except (OSError, asyncio.TimeoutError) as exc:
+                async with asyncio.timeout(CONNECT_TIMEOUT):
+                    reader, writer = await asyncio.open_connection(*address)
+            except (OSError, TimeoutError) as exc:
                 raise PeerUnavailable(f"cannot connect to node {self.peer_id} at "
                                       f"{address[0]}:{address[1]}: {exc!r}") from None
             self._writer = writer
@@ -96,8 +96,9 @@ class PeerConnection:
         self._pending[correlation_id] = (future, request.header.get_response_class())
         try:
             self._writer.write(request.encode(header=True, framed=True))
-            return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
             raise PeerUnavailable(f"node {self.peer_id} did not answer "
                                   f"{request.name} within {timeout:.1f} s") from None
         except (ConnectionError, OSError) as exc:

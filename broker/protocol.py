@@ -12,6 +12,7 @@ from kafka.protocol.api_message import ApiMessage
 
 if TYPE_CHECKING:
     from broker.node import Node
+    from broker.security import Session
 
 
 class CloseConnection(Exception):
@@ -25,6 +26,12 @@ class RequestContext:
     correlation_id: int
     client_id: str | None
     peer: str
+    session: "Session | None" = None  # None for the requests a node makes of itself
+
+    @property
+    def listener(self) -> str:
+        """The listener the request came in on (a node's own: the inter-broker one)."""
+        return self.session.listener if self.session else self.node.config.inter_broker_listener
 
 
 Handler = Callable[[ApiMessage, RequestContext], Awaitable[ApiMessage | None]]

@@ -8,19 +8,27 @@ it takes its place in the log in order) without waiting for the one before, so a
 pipelining client's batches, or commits, share one append and one group commit.
 Responses go back in request order, as Kafka guarantees. Nothing a client sends can stop
 the node: a frame it cannot parse closes that client's connection only.
+
+A node has one server per listener (`listeners`): TLS on SSL and SASL_SSL ones, and on
+SASL ones nothing but ApiVersions, SaslHandshake and SaslAuthenticate until the client
+has authenticated (anything else closes the connection, as in Kafka). Inter-node APIs are
+served on the inter-broker listener only.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import struct
 
 from kafka.protocol.metadata import ApiVersionsResponse
 
 import broker.apis  # noqa: F401  (registers every API module)
+from broker.config import Endpoint
 from broker.node import Node
 from broker.peer import is_peer_client
 from broker.protocol import REGISTRY, CloseConnection, RequestContext, supported_versions
+from broker.security import Session, Users
 
 log = logging.getLogger(__name__)
 
@@ -29,52 +37,71 @@ PRODUCE_KEY = 0
 OFFSET_COMMIT_KEY = 8
 RUN_KEYS = frozenset({PRODUCE_KEY, OFFSET_COMMIT_KEY})  # APIs whose runs start at once
 API_VERSIONS_KEY = 18
+SASL_KEYS = frozenset({17, 36})  # SaslHandshake, SaslAuthenticate
 UNSUPPORTED_VERSION = 35
 MAX_IN_FLIGHT = 64  # requests read ahead per connection before reading pauses
-# What a node answers before its broker side is ready: version negotiation and the quorum.
-ANSWERED_BEFORE_READY = frozenset({API_VERSIONS_KEY, 55})
+# What a node answers before its broker side is ready: version negotiation, SASL and the quorum.
+ANSWERED_BEFORE_READY = frozenset({API_VERSIONS_KEY, *SASL_KEYS, 55})
+# What a SASL listener answers before the client has authenticated.
+ANSWERED_BEFORE_AUTHENTICATION = frozenset({API_VERSIONS_KEY, *SASL_KEYS})
 
 
 class KafkaServer:
     def __init__(self, node: Node):
         self.node = node
-        self._server: asyncio.AbstractServer | None = None
+        self._servers: list[asyncio.AbstractServer] = []
         self._connections: set[asyncio.Task] = set()
+        uses_sasl = any(e.uses_sasl for e in node.config.listeners)
+        self._users = Users(node.config) if uses_sasl else None
 
     async def bind(self) -> None:
-        """Take the port (a busy one fails here, before the node opens anything); connections
-        are accepted once `serve` is called."""
-        host, port = self.node.config.listen_address
-        try:
-            self._server = await asyncio.start_server(self._accept, host, port, reuse_address=True,
-                                                      start_serving=False)
-        except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen on {host}:{port} ({exc.strerror}); "
-                                     f"is another broker using it? Change `listeners` in "
-                                     f"{self.node.config.path or 'the config'}") from None
+        """Take every listener's port (a busy one fails here, before the node opens
+        anything); connections are accepted once `serve` is called."""
+        tls = self.node.config.tls_context
+        for endpoint in self.node.config.listeners:
+            try:
+                self._servers.append(await asyncio.start_server(
+                    functools.partial(self._accept, endpoint), endpoint.host, endpoint.port,
+                    reuse_address=True, start_serving=False,
+                    ssl=tls if endpoint.uses_tls else None))
+            except OSError as exc:
+                await self.stop()
+                raise OSError(exc.errno, f"cannot listen on {endpoint.host}:{endpoint.port} "
+                                         f"({exc.strerror}); is another broker using it? Change "
+                                         f"`listeners` in {self.node.config.path or 'the config'}"
+                              ) from None
 
     async def serve(self) -> None:
-        await self._server.start_serving()
+        for server in self._servers:
+            await server.start_serving()
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for task in list(self._connections):
             task.cancel()
         await asyncio.gather(*self._connections, return_exceptions=True)
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _accept(self, endpoint: Endpoint, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._connections.add(task)
+        session = Session(endpoint.name, self._users if endpoint.uses_sasl else None)
         try:
-            await Connection(self.node, reader, writer).serve()
+            await Connection(self.node, reader, writer, session).serve()
+        except asyncio.CancelledError:
+            # `stop` closing the connection. The task ends normally: asyncio (3.11) logs a
+            # cancelled connection handler as an error with a traceback.
+            pass
         finally:
             self._connections.discard(task)
 
 
 class Connection:
-    def __init__(self, node: Node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, node: Node, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 session: Session):
         self.node = node
+        self.session = session
         self.reader = reader
         self.writer = writer
         peer = writer.get_extra_info("peername")
@@ -122,6 +149,12 @@ class Connection:
             api = REGISTRY.get(api_key)
             if api is None:
                 raise CloseConnection(f"unknown or unsupported API key {api_key}")
+            if not self.session.authenticated and api_key not in ANSWERED_BEFORE_AUTHENTICATION:
+                raise CloseConnection(f"{api.request.name} before SASL authentication on the "
+                                      f"{self.session.listener} listener")
+            if api.inter_node and self.session.listener != self.node.config.inter_broker_listener:
+                raise CloseConnection(f"{api.request.name} is for peers, on the inter-broker "
+                                      "listener")
             if not api.supports(version):
                 if api_key != API_VERSIONS_KEY:
                     raise CloseConnection(f"{api.request.name} v{version} is not supported")
@@ -139,7 +172,8 @@ class Connection:
             elif not self.node.ready.is_set() and api_key not in ANSWERED_BEFORE_READY:
                 # Clients wait until this broker has registered and caught up, as in Kafka.
                 await self.node.ready.wait()
-            context = RequestContext(self.node, version, correlation_id, client_id, self.peer)
+            context = RequestContext(self.node, version, correlation_id, client_id, self.peer,
+                                     self.session)
             in_run = api_key in RUN_KEYS and all(k == api_key for k in self._unfinished.values())
             earlier = [] if in_run else list(self._unfinished)
             # The task starts before the next request is read, so appends keep their order.
@@ -147,6 +181,11 @@ class Connection:
             self._unfinished[task] = api_key if in_run else None
             task.add_done_callback(self._unfinished.pop)
             await self.responses.put(task)
+            if not self.session.authenticated:
+                # The SASL exchange decides what the next request may be: no reading ahead.
+                await asyncio.wait([task])
+                if self.session.refused:
+                    raise CloseConnection(self.session.refused)
 
     async def _handle(self, api, request, context: RequestContext,
                       earlier: list[asyncio.Task]) -> bytes | None:
@@ -168,20 +207,43 @@ class Connection:
         return future
 
     async def _send_responses(self) -> None:
-        while (pending := await self.responses.get()) is not None:
-            try:
-                data = await pending
-            except CloseConnection as exc:
-                self._log_close(exc)
-                return
-            except Exception:
-                log.exception("request from %s failed; closing its connection", self.peer)
-                return
-            if self.from_peer and self.node.peers.isolated:
-                return  # isolated while the request waited (a long-polling fetch)
-            if data is not None:
+        pending = await self.responses.get()
+        while pending is not None:
+            # Answers that are already finished go out in one write: a client pipelining a
+            # run of requests costs one system call per run rather than one per answer.
+            answers: list[bytes] = []
+            while True:
                 try:
-                    self.writer.write(data)
-                    await self.writer.drain()
-                except (ConnectionError, OSError):
-                    return  # the client went away: an ordinary disconnect
+                    data = await pending
+                except CloseConnection as exc:
+                    self._log_close(exc)
+                    await self._write(answers)
+                    return
+                except Exception:
+                    log.exception("request from %s failed; closing its connection", self.peer)
+                    await self._write(answers)
+                    return
+                if self.from_peer and self.node.peers.isolated:
+                    return  # isolated while the request waited (a long-polling fetch)
+                if data is not None:
+                    answers.append(data)
+                if self.responses.empty():
+                    pending = ...  # nothing read yet: wait for the next request below
+                    break
+                pending = self.responses.get_nowait()
+                if pending is None or not pending.done():
+                    break
+            if not await self._write(answers):
+                return
+            if pending is ...:
+                pending = await self.responses.get()
+
+    async def _write(self, answers: list[bytes]) -> bool:
+        """False when the client has gone away: an ordinary disconnect."""
+        if answers:
+            try:
+                self.writer.writelines(answers)
+                await self.writer.drain()
+            except (ConnectionError, OSError):
+                return False
+        return True

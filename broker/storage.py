@@ -8,6 +8,8 @@ commits each at once. Reads use their own connection and see committed data only
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,11 +55,21 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 CHECKPOINT_INTERVAL = 1.0  # seconds
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes
 
 INSERT_BATCH = (
     "INSERT INTO batches (pid, base_offset, last_offset, max_timestamp, leader_epoch, producer_id,"
     " producer_epoch, base_sequence, size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+BATCH_COLUMNS = 10
+# SQLite binds at most 32,766 parameters per statement.
+MAX_BATCHES_PER_INSERT = 32_766 // BATCH_COLUMNS
+
+
+@functools.lru_cache(maxsize=64)
+def insert_batches(count: int) -> str:
+    """One INSERT of `count` batch rows: a single statement is atomic on its own."""
+    return INSERT_BATCH + ", (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)" * (count - 1)
 
 # Whole batches from the one holding `offset`, below the high watermark, within the
 # byte budget; the first batch is returned even when it alone is over the budget (KIP-74).
@@ -82,6 +94,13 @@ SELECT batches.data FROM budgeted JOIN batches ON batches.rowid = budgeted.rid
 WHERE budgeted.upto <= :max_bytes OR budgeted.n = 1
 ORDER BY budgeted.base_offset
 """
+
+
+def _failure_seen(waiter: asyncio.Future) -> None:
+    """The writer logs a failed commit; a writer that never awaits its future (acks=0)
+    is not another error to report."""
+    if not waiter.cancelled():
+        waiter.exception()
 
 
 def batch_row(pid: int, batch: Batch) -> tuple:
@@ -117,12 +136,16 @@ class Storage:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # DEFERRED: the first write of a group opens its transaction (no BEGIN round trip).
-        self._writer = await aiosqlite.connect(self.path, isolation_level="DEFERRED")
+        # Autocommit: a group of appends is one multi-row INSERT, its own transaction, and
+        # so one hop to SQLite's thread; other groups open their transaction with BEGIN.
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
         await self._writer.execute("PRAGMA journal_mode=WAL")
         await self._writer.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
         # Checkpoints (and their fsync) run on their own connection, never inside a commit.
         await self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        # Once a checkpoint has emptied it, the WAL file shrinks back to this size instead
+        # of keeping the largest size a burst of writes ever gave it.
+        await self._writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         await self._writer.executescript(SCHEMA)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA query_only=ON")
@@ -131,23 +154,27 @@ class Storage:
         self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name="checkpoints")
 
     async def close(self) -> None:
-        if self._writer_task is not None:
-            await self.flush()
-            for task in (self._writer_task, self._checkpoint_task):
-                task.cancel()
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
-        for conn in (self._checkpointer, self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
+        try:
+            if self._writer_task is not None:
+                await self.flush()
+                for task in (self._writer_task, self._checkpoint_task):
+                    task.cancel()
+                    try:
+                        await task
+                    except asyncio.CancelledError:
+                        pass
+        finally:
+            # Whatever went wrong above: each connection's thread keeps the process from
+            # exiting until the connection is closed.
+            for conn in (self._checkpointer, self._reader, self._writer):
+                if conn is not None:
+                    await conn.close()
 
     # -- writes -------------------------------------------------------------------------
 
     def write(self, sql: str, params: Any,
               on_commit: Callable[[], None] | None = None) -> asyncio.Future:
-        """Queue a statement for the next group commit; returns the commit's future.
+        """Queue a statement for the next group commit; returns a future of the commit.
 
         `on_commit` runs on the event loop after the transaction is durable, in queue
         order, before anyone awaiting the future wakes up.
@@ -156,7 +183,11 @@ class Storage:
         if self._commit is None:
             self._commit = asyncio.get_running_loop().create_future()
             self._wakeup.set()
-        return self._commit
+        # Each writer gets its own future: a waiter that is cancelled (its client went
+        # away) must not cancel the commit every other writer in the group waits for.
+        waiter = asyncio.shield(self._commit)
+        waiter.add_done_callback(_failure_seen)
+        return waiter
 
     def append_batch(self, pid: int, batch: Batch,
                      on_commit: Callable[[], None] | None) -> asyncio.Future:
@@ -187,16 +218,7 @@ class Storage:
             if not pending:
                 continue
             try:
-                # Consecutive statements with the same SQL become one executemany call:
-                # each call is a hop to SQLite's thread.
-                sql, rows = pending[0][0], []
-                for stmt, params, _ in pending:
-                    if stmt != sql:
-                        await self._writer.executemany(sql, rows)
-                        sql, rows = stmt, []
-                    rows.append(params)
-                await self._writer.executemany(sql, rows)
-                await self._writer.commit()
+                await self._commit_group([(sql, params) for sql, params, _ in pending])
             except Exception as exc:  # disk full, I/O error: every write in it fails
                 log.exception("storage commit failed")
                 try:
@@ -206,7 +228,7 @@ class Storage:
                 self.on_failure()
                 if commit is not None and not commit.done():
                     commit.set_exception(exc)
-                    commit.exception()  # acks=0 writers never await; keep asyncio quiet
+                    commit.exception()  # seen through the writers' own futures
                 continue
             self.commits += 1
             for _, _, on_commit in pending:
@@ -214,6 +236,21 @@ class Storage:
                     on_commit()
             if commit is not None and not commit.done():
                 commit.set_result(None)
+
+    async def _commit_group(self, statements: list[tuple[str, Any]]) -> None:
+        """Write the statements in one transaction, with as few hops to SQLite's thread
+        as possible: each call costs one."""
+        if len(statements) <= MAX_BATCHES_PER_INSERT and all(
+                sql == INSERT_BATCH for sql, _ in statements):  # the produce path
+            await self._writer.execute(
+                insert_batches(len(statements)),
+                list(itertools.chain.from_iterable(params for _, params in statements)))
+            return
+        await self._writer.execute("BEGIN")
+        # Consecutive statements with the same SQL become one executemany call.
+        for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
+            await self._writer.executemany(sql, [params for _, params in group])
+        await self._writer.commit()
 
     async def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database in the background; PASSIVE never blocks writers."""

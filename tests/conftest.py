@@ -137,12 +137,13 @@ class QuorumCluster:
             node.start()
         return self
 
-    def add_observer(self, node_id: int) -> NodeProcess:
+    def add_observer(self, node_id: int, **settings) -> NodeProcess:
         """A broker-only node: it follows the metadata log without a vote."""
         node = self.nodes[node_id] = NodeProcess(
             self.directory / f"node-{node_id}", **{"node.id": node_id, **FAST_QUORUM,
                                                    "process.roles": ["broker"],
-                                                   "controller.quorum.voters": self.voters})
+                                                   "controller.quorum.voters": self.voters,
+                                                   **settings})
         return node.start()
 
     def kill(self, node_id: int) -> None:

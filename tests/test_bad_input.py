@@ -99,8 +99,8 @@ def still_serving(node):
 class Raw:
     """One client socket speaking the Kafka protocol with kafka-python's classes."""
 
-    def __init__(self, node: NodeProcess):
-        self.sock = socket.create_connection(("127.0.0.1", node.port), timeout=15)
+    def __init__(self, node: NodeProcess, port: int | None = None):
+        self.sock = socket.create_connection(("127.0.0.1", port or node.port), timeout=15)
         self.correlation_id = 0
 
     def __enter__(self) -> "Raw":

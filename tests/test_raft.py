@@ -15,7 +15,8 @@ import struct
 import time
 
 import pytest
-from kafka.protocol.admin import DescribeQuorumRequest, DescribeQuorumResponse
+from kafka.protocol.admin import (CreateTopicsRequest, CreateTopicsResponse, DescribeQuorumRequest,
+                                  DescribeQuorumResponse)
 from kafka.protocol.metadata import ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse
 
 from broker.config import ConfigError, NodeConfig
@@ -26,6 +27,7 @@ from conftest import FAST_QUORUM
 
 METADATA_TOPIC = "__cluster_metadata"
 NOT_LEADER = 6
+NOT_CONTROLLER = 41
 OWN_VIEW = "kraftboard-node-999"  # a peer's client id: the node answers for itself
 WAIT = 20.0
 
@@ -169,8 +171,15 @@ def test_no_leader_without_a_majority_and_healing_after(quorum_cluster):
         return data is not None and data.error_code == NOT_LEADER and data.leader_id == -1
 
     wait_for(leaderless, "the survivor to give up on a leader")
-    # Clients are still served.
+    # Clients are still served, and metadata changes are refused with a clear answer.
     assert survivor in brokers_seen_by_survivor()
+    topic = CreateTopicsRequest.CreatableTopic
+    created = call(cluster.nodes[survivor], CreateTopicsRequest(
+        version=5, timeout_ms=5000, validate_only=False, topics=[topic(
+            name="without-quorum", num_partitions=1, replication_factor=1, assignments=[],
+            configs=[])]), CreateTopicsResponse).topics[0]
+    assert created.error_code == NOT_CONTROLLER, created
+    assert "no active controller" in created.error_message
     returning = survivor % 3 + 1
     cluster.restart(returning)
     healed = wait_for(lambda: agreed_leader(cluster, [survivor, returning], epoch),

@@ -1,7 +1,9 @@
 """Partition replication between real node processes, seen through Kafka requests."""
 from __future__ import annotations
 
-from confluent_kafka import Producer
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from kafka.protocol.admin import CreateTopicsRequest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 from kafka.protocol.producer import ProduceResponse
@@ -9,6 +11,7 @@ from kafka.protocol.producer import ProduceResponse
 from broker.cluster import probe
 from broker.messages import BrokerHeartbeatRequest, BrokerRegistrationRequest
 from test_bad_input import PRODUCE_V, Raw, batch, produce_request
+from test_failover import produce_once
 
 WAIT = 30.0
 METADATA_V = 9
@@ -122,8 +125,9 @@ def test_a_broker_is_unfenced_once_it_has_applied_its_own_registration(quorum_cl
     controller = cluster.nodes[probe.quorum_leader(bootstrap(cluster))]
     address = ("127.0.0.1", controller.port)
     registration = probe.call(address, BrokerRegistrationRequest(
-        version=0, broker_id=9, cluster_id="", incarnation_id="returning", host="127.0.0.1",
-        port=9))
+        version=0, broker_id=9, cluster_id="", incarnation_id="returning",
+        listeners=[BrokerRegistrationRequest.Listener(name="PLAINTEXT", host="127.0.0.1",
+                                                      port=9)]))
     assert registration.error_code == 0
     quorum = probe.call(address, probe.describe_quorum_request()).topics[0].partitions[0]
     applied = quorum.high_watermark - 1  # its registration, or a record after it
@@ -149,3 +153,57 @@ def test_a_stopping_broker_hands_its_leaderships_over_first(quorum_cluster):
     wait_for(lambda: all(p.leader not in (stopped, -1) and stopped not in p.isr
                          for p in probe.partitions(others, "handover").values()),
              f"every leadership of node {stopped} moved")
+
+
+def test_dedicated_controllers_shrink_the_isr_when_two_of_three_brokers_die(quorum_cluster):
+    """Three controllers and three brokers in their own processes. The quorum outlives
+    the brokers, so it fences the two killed, the ISR shrinks to the survivor, and an
+    acks=all write answers NOT_ENOUGH_REPLICAS (combined nodes have no quorum left for
+    that and time out instead). Nothing acknowledged before is lost when they return."""
+    cluster = quorum_cluster(3, **{"process.roles": ["controller"]})
+    broker_ids = (4, 5, 6)
+    for node_id in broker_ids:
+        cluster.add_observer(node_id, **FAST_FENCING, **{"replica.lag.time.max.ms": 1000})
+    brokers = ",".join(cluster.nodes[i].bootstrap for i in broker_ids)
+    wait_for(lambda: sorted(b.node_id for b in probe.ask_any(brokers, MetadataRequest(
+        version=1, topics=None)).brokers) == list(broker_ids), "the three brokers registered")
+    assert create_topic(cluster, "guarded", 1, 3, **{"min.insync.replicas": "2"}) == 0
+
+    def guarded(bootstrap: str) -> probe.PartitionState | None:
+        return probe.partitions(bootstrap, "guarded").get(0)
+
+    wait_for(lambda: (state := guarded(brokers)) and len(state.isr) == 3, "a full ISR")
+
+    values = [f"before-{i}".encode() for i in range(200)]
+    producer = Producer({"bootstrap.servers": brokers, "acks": "all"})
+    for value in values:
+        producer.produce("guarded", value, partition=0)
+    assert producer.flush(WAIT) == 0
+    del producer
+
+    state = guarded(brokers)
+    killed = [state.leader] + [r for r in state.replicas if r != state.leader][:1]
+    survivor = next(r for r in broker_ids if r not in killed)
+    for node_id in killed:
+        cluster.kill(node_id)
+    alone = cluster.nodes[survivor].bootstrap
+    wait_for(lambda: guarded(alone).isr == [survivor], f"the ISR shrunk to node {survivor}")
+    assert guarded(alone).leader == survivor
+    error = produce_once("guarded", 0, alone)
+    assert error is not None and error.code() == KafkaError.NOT_ENOUGH_REPLICAS, error
+
+    for node_id in killed:
+        cluster.restart(node_id)
+    wait_for(lambda: sorted(guarded(brokers).isr) == list(broker_ids),
+             "the returning brokers back in the ISR")
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "unused",
+                         "enable.auto.commit": False})
+    consumer.assign([TopicPartition("guarded", 0, OFFSET_BEGINNING)])
+    read = []
+    deadline = time.monotonic() + WAIT
+    while len(read) < len(values) and time.monotonic() < deadline:
+        for message in consumer.consume(500, timeout=1):
+            assert message.error() is None, message.error()
+            read.append(message.value())
+    consumer.close()
+    assert read == values

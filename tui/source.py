@@ -21,8 +21,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.client import AIOKafkaClient
+from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
-from aiokafka.errors import IncompatibleBrokerVersion, KafkaError, for_code
+from aiokafka.errors import (IncompatibleBrokerVersion, KafkaConnectionError, KafkaError,
+                             for_code)
 from kafka.protocol.admin import DescribeGroupsRequest, DescribeQuorumRequest
 from kafka.protocol.consumer import ListOffsetsRequest, OffsetFetchRequest
 from kafka.protocol.metadata import FindCoordinatorRequest, MetadataRequest
@@ -74,19 +76,37 @@ class ClusterSource:
 
     async def _connected(self) -> AIOKafkaClient:
         if self._client is None:
-            client = AIOKafkaClient(bootstrap_servers=self.bootstrap,
-                                    request_timeout_ms=int(REQUEST_TIMEOUT * 1000),
-                                    **self._client_options())
-            self._client = await _started(client, client.bootstrap)
+            client = AIOKafkaClient(bootstrap_servers=self.bootstrap, **self._client_options(
+                request_timeout_ms=int(REQUEST_TIMEOUT * 1000)))
+            try:
+                self._client = await _started(client, client.bootstrap)
+            except KafkaConnectionError:
+                raise Unreachable(await self._why_no_bootstrap()) from None
         return self._client
 
-    def _client_options(self) -> dict[str, Any]:
-        return {"client_id": "kraftboard-console", **self.client_config}
+    async def _why_no_bootstrap(self) -> str:
+        """aiokafka's bootstrap error does not say why no broker answered; one direct
+        connection to each address does (refused, TLS, a failed SASL authentication)."""
+        reasons = []
+        for host, port, _ in collect_hosts(self.bootstrap):
+            try:
+                connection = await create_conn(host, port, **self._client_options(
+                    request_timeout_ms=int(REQUEST_TIMEOUT * 1000)))
+            except (OSError, KafkaError, TimeoutError) as exc:
+                reasons.append(f"{host}:{port}: {describe_error(exc)}")
+            else:
+                connection.close()
+                reasons.append(f"{host}:{port}: connected, but it answered no metadata")
+        return "cannot bootstrap from " + "; ".join(reasons)
+
+    def _client_options(self, **defaults: Any) -> dict[str, Any]:
+        """Keyword arguments for aiokafka: `defaults`, overridden by the client config."""
+        return {"client_id": "kraftboard-console", **defaults, **self.client_config}
 
     async def admin(self) -> AIOKafkaAdminClient:
         if self._admin is None:
             admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
-                                        request_timeout_ms=10000, **self._client_options())
+                                        **self._client_options(request_timeout_ms=10000))
             self._admin = await _started(admin, admin.start)
         return self._admin
 

@@ -13,6 +13,7 @@ from broker.apis import (  # noqa: F401
     sync_group,         # 14
     describe_groups,    # 15
     list_groups,        # 16
+    sasl,               # 17 SaslHandshake, 36 SaslAuthenticate
     api_versions,       # 18
     create_topics,      # 19
     delete_topics,      # 20

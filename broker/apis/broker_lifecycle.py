@@ -23,7 +23,8 @@ def active_controller(node):
 async def broker_registration(request, ctx):
     try:
         await active_controller(ctx.node).register_broker(BrokerInfo(
-            request.broker_id, request.host, request.port, request.incarnation_id))
+            request.broker_id, {e.name: (e.host, e.port) for e in request.listeners},
+            request.incarnation_id))
     except RequestError as exc:
         return BrokerRegistrationResponse(version=0, throttle_time_ms=0, error_code=exc.code,
                                           error_message=exc.message)

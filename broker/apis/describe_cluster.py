@@ -1,4 +1,4 @@
-"""DescribeCluster (60): cluster id, controller and brokers."""
+"""DescribeCluster (60): cluster id, controller and brokers (on the client's listener)."""
 from kafka.protocol.admin import DescribeClusterRequest, DescribeClusterResponse
 
 from broker.apis.metadata import controller_id
@@ -13,6 +13,5 @@ async def describe_cluster(request, ctx):
     return DescribeClusterResponse(
         version=ctx.api_version, throttle_time_ms=0, error_code=0, error_message=None,
         endpoint_type=1, cluster_id=node.cluster_id, controller_id=controller_id(node),
-        brokers=[Broker(version=ctx.api_version, broker_id=b.id, host=b.host, port=b.port,
-                        rack=None)
-                 for b in (node.image.brokers[i] for i in node.image.live_brokers())])
+        brokers=[Broker(version=ctx.api_version, broker_id=b, host=host, port=port, rack=None)
+                 for b, (host, port) in node.image.live_endpoints(ctx.listener).items()])

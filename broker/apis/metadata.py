@@ -2,6 +2,8 @@
 
 Asking for a missing topic creates it when the client allows it and
 `auto.create.topics.enable` is on, so its first Metadata already names the leader.
+Brokers are given by their endpoint on the listener the client came in on, as Kafka
+does; a partition whose live leader lacks that listener is LISTENER_NOT_FOUND.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ PartitionMetadata = TopicMetadata.MetadataResponsePartition
 NO_TOPIC_ID = uuid.UUID(int=0)
 
 
-def topic_metadata(node, name: str | None, version: int) -> TopicMetadata:
+def topic_metadata(node, name: str | None, version: int, listener: str) -> TopicMetadata:
     result = TopicMetadata(version=version, error_code=0, name=name, topic_id=NO_TOPIC_ID,
                            is_internal=False, partitions=[])
     try:
@@ -30,11 +32,14 @@ def topic_metadata(node, name: str | None, version: int) -> TopicMetadata:
         result.error_code = exc.code
         return result
     live = set(node.image.live_brokers())
+    reachable = node.image.live_endpoints(listener)
     result.topic_id = topic.id
     result.is_internal = topic.internal
     result.partitions = [
         PartitionMetadata(version=version,
-                          error_code=0 if p.leader in live else errors.LeaderNotAvailableError.errno,
+                          error_code=0 if p.leader in reachable
+                          else errors.ListenerNotFoundError.errno if p.leader in live
+                          else errors.LeaderNotAvailableError.errno,
                           partition_index=p.index, leader_id=p.leader, leader_epoch=p.leader_epoch,
                           replica_nodes=p.replicas, isr_nodes=p.isr,
                           offline_replicas=[r for r in p.replicas if r not in live])
@@ -62,16 +67,15 @@ async def metadata(request, ctx):
     names = requested_names(node, request, version)
     if version < 4 or request.allow_auto_topic_creation:
         await node.auto_create(n for n in names if n and not n.startswith("__"))
-    topics = [topic_metadata(node, name, version) for name in names]
+    topics = [topic_metadata(node, name, version, ctx.listener) for name in names]
     for wanted, result in zip(request.topics or [], topics):
         if result.name is None and version >= 10:
             result.topic_id = wanted.topic_id
             result.error_code = errors.UnknownTopicIdError.errno
-    brokers = [node.image.brokers[b] for b in node.image.live_brokers()]
     return MetadataResponse(
         version=version, throttle_time_ms=0,
-        brokers=[Broker(version=version, node_id=b.id, host=b.host, port=b.port, rack=None)
-                 for b in brokers],
+        brokers=[Broker(version=version, node_id=b, host=host, port=port, rack=None)
+                 for b, (host, port) in node.image.live_endpoints(ctx.listener).items()],
         cluster_id=node.cluster_id, controller_id=controller_id(node), topics=topics)
 
 

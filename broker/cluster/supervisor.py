@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from broker.cluster import ClusterError, client
+from broker.cluster.forked import NodeProcess
 from broker.cluster.layout import Layout
 from broker.config import ConfigError, NodeConfig
 
@@ -70,7 +71,7 @@ class Node:
         self.config = config
         self.id = config.node_id
         self.lock = asyncio.Lock()  # one op at a time on a node
-        self.process: asyncio.subprocess.Process | None = None
+        self.process: NodeProcess | None = None
         self.phase = State.STOPPED  # where the process is in its life: starting ... exited
         self.paused = False  # drills on the running process
         self.isolated = False
@@ -115,14 +116,9 @@ class Node:
             raise OpError(f"{config.path}: node.id: changed from {self.id} to {config.node_id}; "
                           "restart the whole cluster to renumber a node")
         self.config = config
-        with open(self.log_path, "ab") as out:
-            self._log_start = out.tell()
-            # Unbuffered, so node.log holds everything even after a SIGKILL. A process
-            # group of its own keeps Ctrl-C on the supervisor's terminal away from nodes.
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "broker", "broker", "--config", str(config.path),
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"}, process_group=0)
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
+        self.process = NodeProcess(config.path, self.log_path)
+        await self.process.start()
         self.phase, self.exit_code, self._ending = State.STARTING, None, None
         self.paused = self.isolated = False
         self._exited = asyncio.create_task(self._watch(self.process))
@@ -146,7 +142,8 @@ class Node:
             self.process.send_signal(signal.SIGCONT)
             self.paused = False
         try:
-            await asyncio.wait_for(asyncio.shield(self._exited), STOP_GRACE)
+            async with asyncio.timeout(STOP_GRACE):
+                await asyncio.shield(self._exited)
         except TimeoutError:
             log.warning("node %d ignored SIGTERM for %g s; killing it", self.id, STOP_GRACE)
             self.process.kill()
@@ -178,7 +175,7 @@ class Node:
         self.check_running()
         self.process.send_signal(signum)
 
-    async def _watch(self, process: asyncio.subprocess.Process) -> None:
+    async def _watch(self, process: NodeProcess) -> None:
         self.exit_code = await process.wait()
         self.phase = self._ending or State.EXITED
         self.paused = self.isolated = False
@@ -191,7 +188,8 @@ class Node:
         deadline = loop.time() + READY_TIMEOUT
         while self.alive:
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
+                async with asyncio.timeout(1.0):
+                    _, writer = await asyncio.open_connection(host, port)
             except (OSError, TimeoutError):
                 if loop.time() > deadline:
                     await self.stop()

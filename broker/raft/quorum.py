@@ -21,6 +21,7 @@ without waiting for a leader.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -153,7 +154,8 @@ class MetadataQuorum:
         last, _ = self.log.append_values(records)
         waiter = self._appends[last] = asyncio.get_running_loop().create_future()
         try:
-            await asyncio.wait_for(asyncio.shield(waiter), self.request_timeout)
+            async with asyncio.timeout(self.request_timeout):
+                await asyncio.shield(waiter)
         except TimeoutError:
             raise NoQuorum(f"offset {last} was not committed within "
                            f"{self.request_timeout * 1000:.0f} ms; too few voters answer "
@@ -551,10 +553,9 @@ class MetadataQuorum:
             waiter = self.log.new_data_waiter(loop)
             if (self.log.local_end <= wanted.fetch_offset
                     and self.log.high_watermark == result.high_watermark):
-                try:
-                    await asyncio.wait_for(waiter, left)
-                except TimeoutError:
-                    pass
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await waiter
             waiter.cancel()
         return FetchResponse(version=version, throttle_time_ms=0, error_code=0, session_id=0,
                              responses=[TopicResponse(version=version, topic=METADATA_TOPIC,
