@@ -138,7 +138,10 @@ class Storage:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: a group of appends is one multi-row INSERT, its own transaction, and
         # so one hop to SQLite's thread; other groups open their transaction with BEGIN.
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None)
+        # No statement cache: a cached statement keeps a copy of the blobs last bound to
+        # it, and an INSERT per group size would keep tens of MB of batches alive.
+        self._writer = await aiosqlite.connect(self.path, isolation_level=None,
+                                               cached_statements=0)
         await self._writer.execute("PRAGMA journal_mode=WAL")
         await self._writer.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
         # Checkpoints (and their fsync) run on their own connection, never inside a commit.
