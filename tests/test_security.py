@@ -29,7 +29,7 @@ from broker.messages import BrokerHeartbeatRequest
 from broker.metadata import MetadataImage
 from conftest import NodeProcess, QuorumCluster, free_port, kraftboard, wait_until
 from test_bad_input import Raw
-from tests.test_tui import SIZE, rows, until
+from test_tui import SIZE, rows, until
 from tui.app import KraftboardApp
 from tui.config import Settings, load_client_config
 from tui.source import ClusterSource

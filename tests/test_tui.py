@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from broker import cli
+from conftest import free_port
 from screenshots.scene import start_cluster, stop_cluster
-from tests.conftest import free_port
 from tui.app import KraftboardApp
 from tui.config import Settings
 from tui.demo import DEMO_TOPICS, DemoProducer
