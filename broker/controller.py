@@ -269,9 +269,20 @@ class Controller:
         return records
 
     def _elect_offline_partitions(self, broker_id: int) -> list[dict[str, Any]]:
-        """A returning broker leads the partitions that had no leader and kept it in ISR."""
-        return [self._changed(topic, p, broker_id, p.isr) for topic, p in self._partitions()
-                if p.leader == NO_LEADER and broker_id in p.isr]
+        """A returning broker leads the partitions that had no leader and kept it in ISR;
+        and, where `unclean.leader.election.enable` allows it, those it is only a replica
+        of, with an ISR of itself: what only the old ISR had is lost."""
+        records = []
+        for topic, p in self._partitions():
+            if p.leader != NO_LEADER or broker_id not in p.replicas:
+                continue
+            if broker_id in p.isr:
+                records.append(self._changed(topic, p, broker_id, p.isr))
+            elif self._unclean_allowed(topic):
+                log.warning("unclean election: %s-%d is led by out-of-sync broker %d",
+                            topic.name, p.index, broker_id)
+                records.append(self._changed(topic, p, broker_id, [broker_id]))
+        return records
 
     def _unclean_allowed(self, topic: TopicInfo) -> bool:
         return bool(topic.configs.get("unclean.leader.election.enable",

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from kafka.protocol.admin import CreateTopicsRequest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
@@ -155,31 +157,57 @@ def test_a_stopping_broker_hands_its_leaderships_over_first(quorum_cluster):
              f"every leadership of node {stopped} moved")
 
 
+def dedicated_cluster(quorum_cluster, broker_ids: tuple[int, ...]):
+    """Three controller-only nodes, and brokers of their own; returns the cluster and
+    the brokers' bootstrap once every broker has registered."""
+    cluster = quorum_cluster(3, **{"process.roles": ["controller"]})
+    for node_id in broker_ids:
+        cluster.add_observer(node_id, **FAST_FENCING, **{"replica.lag.time.max.ms": 1000})
+    brokers = ",".join(cluster.nodes[i].bootstrap for i in broker_ids)
+    wait_for(lambda: sorted(b.node_id for b in probe.ask_any(brokers, MetadataRequest(
+        version=1, topics=None)).brokers) == list(broker_ids), "every broker registered")
+    return cluster, brokers
+
+
+def produce_all(bootstrap: str, topic: str, values: list[bytes], acks: str = "all") -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": acks})
+    for value in values:
+        producer.produce(topic, value, partition=0)
+    assert producer.flush(WAIT) == 0
+
+
+def read_all(bootstrap: str, topic: str) -> list[bytes]:
+    """Partition 0, from the beginning to its high watermark."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                         "enable.auto.commit": False})
+    _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=WAIT)
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    read, offset = [], -1
+    deadline = time.monotonic() + WAIT
+    while offset < end - 1 and time.monotonic() < deadline:
+        for message in consumer.consume(500, timeout=1):
+            assert message.error() is None, message.error()
+            read.append(message.value())
+            offset = message.offset()
+    consumer.close()
+    return read
+
+
 def test_dedicated_controllers_shrink_the_isr_when_two_of_three_brokers_die(quorum_cluster):
     """Three controllers and three brokers in their own processes. The quorum outlives
     the brokers, so it fences the two killed, the ISR shrinks to the survivor, and an
     acks=all write answers NOT_ENOUGH_REPLICAS (combined nodes have no quorum left for
     that and time out instead). Nothing acknowledged before is lost when they return."""
-    cluster = quorum_cluster(3, **{"process.roles": ["controller"]})
     broker_ids = (4, 5, 6)
-    for node_id in broker_ids:
-        cluster.add_observer(node_id, **FAST_FENCING, **{"replica.lag.time.max.ms": 1000})
-    brokers = ",".join(cluster.nodes[i].bootstrap for i in broker_ids)
-    wait_for(lambda: sorted(b.node_id for b in probe.ask_any(brokers, MetadataRequest(
-        version=1, topics=None)).brokers) == list(broker_ids), "the three brokers registered")
+    cluster, brokers = dedicated_cluster(quorum_cluster, broker_ids)
     assert create_topic(cluster, "guarded", 1, 3, **{"min.insync.replicas": "2"}) == 0
 
     def guarded(bootstrap: str) -> probe.PartitionState | None:
         return probe.partitions(bootstrap, "guarded").get(0)
 
     wait_for(lambda: (state := guarded(brokers)) and len(state.isr) == 3, "a full ISR")
-
     values = [f"before-{i}".encode() for i in range(200)]
-    producer = Producer({"bootstrap.servers": brokers, "acks": "all"})
-    for value in values:
-        producer.produce("guarded", value, partition=0)
-    assert producer.flush(WAIT) == 0
-    del producer
+    produce_all(brokers, "guarded", values)
 
     state = guarded(brokers)
     killed = [state.leader] + [r for r in state.replicas if r != state.leader][:1]
@@ -196,14 +224,51 @@ def test_dedicated_controllers_shrink_the_isr_when_two_of_three_brokers_die(quor
         cluster.restart(node_id)
     wait_for(lambda: sorted(guarded(brokers).isr) == list(broker_ids),
              "the returning brokers back in the ISR")
-    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "unused",
-                         "enable.auto.commit": False})
-    consumer.assign([TopicPartition("guarded", 0, OFFSET_BEGINNING)])
-    read = []
-    deadline = time.monotonic() + WAIT
-    while len(read) < len(values) and time.monotonic() < deadline:
-        for message in consumer.consume(500, timeout=1):
-            assert message.error() is None, message.error()
-            read.append(message.value())
-    consumer.close()
-    assert read == values
+    assert read_all(brokers, "guarded") == values
+
+
+@pytest.mark.parametrize("unclean", [True, False])
+def test_an_out_of_sync_replica_leads_only_where_unclean_election_is_enabled(quorum_cluster,
+                                                                           unclean):
+    """Two brokers, a topic of one partition on both: the follower dies, the leader takes
+    more writes alone and dies too, then the follower returns. With unclean election it
+    leads at once, and what only the old leader had is gone; without, the partition stays
+    offline until its in-sync replica returns, and nothing is lost."""
+    broker_ids = (4, 5)
+    cluster, brokers = dedicated_cluster(quorum_cluster, broker_ids)
+    assert create_topic(cluster, "t", 1, 2, **{"min.insync.replicas": "1",
+                                               "unclean.leader.election.enable": str(unclean)}) == 0
+
+    def state(bootstrap: str) -> probe.PartitionState | None:
+        return probe.partitions(bootstrap, "t").get(0)
+
+    wait_for(lambda: (s := state(brokers)) and len(s.isr) == 2, "a full ISR")
+    leader = state(brokers).leader
+    follower = next(b for b in broker_ids if b != leader)
+    replicated = [f"replicated-{i}".encode() for i in range(100)]
+    leader_only = [f"leader-only-{i}".encode() for i in range(100)]
+    produce_all(brokers, "t", replicated)
+    cluster.kill(follower)
+    at_leader = cluster.nodes[leader].bootstrap
+    wait_for(lambda: state(at_leader).isr == [leader], f"node {follower} out of the ISR")
+    produce_all(at_leader, "t", leader_only, acks="1")
+    cluster.kill(leader)
+    cluster.restart(follower)
+    at_follower = cluster.nodes[follower].bootstrap
+    if unclean:
+        wait_for(lambda: state(at_follower).leader == follower, f"node {follower} leading")
+        assert state(at_follower).isr == [follower]
+        assert read_all(at_follower, "t") == replicated
+    else:
+        wait_for(lambda: state(at_follower).leader == -1 and follower in [
+            b.node_id for b in probe.ask_any(at_follower, MetadataRequest(
+                version=1, topics=None)).brokers], f"node {leader} fenced, node {follower} back")
+        # Offline it stays: no in-sync replica is up. A session timeout more gives the
+        # controller every chance to elect the returned replica wrongly.
+        time.sleep(FAST_FENCING["broker.session.timeout.ms"] / 1000)
+        assert state(at_follower).leader == -1
+
+    cluster.restart(leader)
+    wait_for(lambda: sorted(state(brokers).isr) == list(broker_ids), "a full ISR again")
+    kept = replicated if unclean else replicated + leader_only
+    assert read_all(brokers, "t") == kept
