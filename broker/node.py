@@ -196,6 +196,11 @@ class Node:
         (no controller may be reachable), until this node's image shows it leads nothing."""
         if "broker" not in self.roles or not self.ready.is_set():
             return
+        if not [b for b in self.image.live_brokers() if b != self.node_id]:
+            # The last broker of a stopping cluster: nobody to hand leaderships to, and
+            # in combined mode no quorum left to record it.
+            log.info("controlled shutdown: no other broker is up to take over")
+            return
         self._shutting_down = True
         self._heartbeat_now.set()  # ask now, not at the next heartbeat
         try:

@@ -285,7 +285,7 @@ class Supervisor:
             finally:
                 server.close()
                 log.info("stopping the cluster")
-                await asyncio.gather(*(self._stop_node(n) for n in self.nodes.values()))
+                await self._stop_all()
                 self.layout.socket.unlink(missing_ok=True)
 
     async def _start_all(self) -> list[str]:
@@ -302,6 +302,15 @@ class Supervisor:
             elif isinstance(result, BaseException):
                 raise result
         return failures
+
+    async def _stop_all(self) -> None:
+        """Every node, the active controller last, as Kafka advises: the others' controlled
+        shutdowns need it to move their leaderships, or each waits out its timeout."""
+        controller = (await self.status({}))["controller"]
+        await asyncio.gather(*(self._stop_node(n) for n in self.nodes.values()
+                               if n.id != controller))
+        if controller in self.nodes:
+            await self._stop_node(self.nodes[controller])
 
     @staticmethod
     async def _stop_node(node: Node) -> None:
