@@ -92,6 +92,9 @@ def workload(cluster):
         yield workload
     finally:
         workload.stop()
+        # Shown with a failing test's report: a stall is easier to read with these.
+        print(f"workload: {workload.produced} produced, {len(workload.acks)} acknowledged, "
+              f"delivery errors {dict(workload.errors)}")
 
 
 def assert_nothing_lost(workload: VerifiedWorkload) -> None:
