@@ -30,7 +30,8 @@ from confluent_kafka import Producer
 from kafka.protocol.admin import CreateTopicsRequest
 from kafka.protocol.metadata import MetadataRequest
 
-from single_node import HOST, REPO, BenchError, create_topic, filesystem_of, kraftboard_node, perf
+from single_node import (HOST, REPO, BenchError, create_topic, failures_reported,
+                         filesystem_of, kraftboard_node, perf)
 
 sys.path.insert(0, str(REPO))  # run as `python benchmarks/cluster.py`: find the broker package
 from broker.cluster import client, probe  # noqa: E402
@@ -302,31 +303,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kraftboard-cluster-bench-") as scratch:
         scratch = Path(scratch)
         cluster = LocalCluster(scratch / "cluster")
-        try:
-            print("--- one node, RF 1, acks=1", file=sys.stderr)
-            figures["single"] = single_node_throughput(scratch, args)
-            print("--- cluster starts", file=sys.stderr)
-            figures["startup"] = [measure_startup(scratch, i) for i in range(args.repetitions)]
-            cluster.start()
-            wait_for(lambda: cluster.brokers() == len(NODES), "every broker registered")
-            profile = cluster.profile()
-            print("--- three nodes, RF 3, acks=all", file=sys.stderr)
-            create_topic(cluster.bootstrap(), "throughput", PARTITIONS, len(NODES),
-                         {"min.insync.replicas": "2"})
-            figures["replicated"] = measure_throughput(cluster.bootstrap(), "throughput", "all",
-                                                       args)
-            print("--- failover", file=sys.stderr)
-            figures["failover"], verification = measure_failover(cluster, args.repetitions)
-            figures["verification"] = str(verification)
-            figures["controller"] = measure_controller_failover(cluster, args.repetitions)
-        except (BenchError, TimeoutError) as exc:
-            print(f"benchmark: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("benchmark: interrupted; everything stopped", file=sys.stderr)
-            return 130
-        finally:
-            cluster.stop()
+        with failures_reported():
+            try:
+                print("--- one node, RF 1, acks=1", file=sys.stderr)
+                figures["single"] = single_node_throughput(scratch, args)
+                print("--- cluster starts", file=sys.stderr)
+                figures["startup"] = [measure_startup(scratch, i) for i in range(args.repetitions)]
+                cluster.start()
+                wait_for(lambda: cluster.brokers() == len(NODES), "every broker registered")
+                profile = cluster.profile()
+                print("--- three nodes, RF 3, acks=all", file=sys.stderr)
+                create_topic(cluster.bootstrap(), "throughput", PARTITIONS, len(NODES),
+                             {"min.insync.replicas": "2"})
+                figures["replicated"] = measure_throughput(cluster.bootstrap(), "throughput", "all",
+                                                           args)
+                print("--- failover", file=sys.stderr)
+                figures["failover"], verification = measure_failover(cluster, args.repetitions)
+                figures["verification"] = str(verification)
+                figures["controller"] = measure_controller_failover(cluster, args.repetitions)
+            finally:
+                cluster.stop()
         report(args, figures, profile, idle_load, scratch)
         if args.json_out:
             args.json_out.write_text(json.dumps(figures, indent=2))

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from cluster import NODES, PARTITIONS, WORKLOAD_RATE, LocalCluster, summary, wait_for
-from single_node import BenchError, create_topic
+from single_node import BenchError, create_topic, failures_reported
 
 # benchmarks/cluster.py put the repository on sys.path
 from broker.cluster import probe  # noqa: E402
@@ -79,31 +79,26 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="kraftboard-drills-bench-") as scratch:
         cluster = LocalCluster(Path(scratch) / "cluster")
         workload = None
-        try:
-            cluster.start()
-            wait_for(lambda: cluster.brokers() == len(NODES), "every broker registered")
-            create_topic(cluster.bootstrap(), TOPIC, PARTITIONS, len(NODES),
-                         {"min.insync.replicas": "2"})
-            wait_for(lambda: cluster.online_everywhere(TOPIC), f"{TOPIC} online")
-            workload = VerifiedWorkload(cluster.bootstrap(), TOPIC, PARTITIONS,
-                                        rate=WORKLOAD_RATE).start()
-            if not workload.wait_acknowledged(WORKLOAD_RATE, 30):
-                raise BenchError(f"the workload is not acknowledged: {dict(workload.errors)}")
-            for repetition in range(repetitions):
-                for op in results:
-                    results[op].append(leader_drill(cluster, workload, op, repetition))
-            workload.stop()
-            verification = workload.verify()
-        except (BenchError, TimeoutError) as exc:
-            print(f"benchmark: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("benchmark: interrupted; everything stopped", file=sys.stderr)
-            return 130
-        finally:
-            if workload is not None:
+        with failures_reported():
+            try:
+                cluster.start()
+                wait_for(lambda: cluster.brokers() == len(NODES), "every broker registered")
+                create_topic(cluster.bootstrap(), TOPIC, PARTITIONS, len(NODES),
+                             {"min.insync.replicas": "2"})
+                wait_for(lambda: cluster.online_everywhere(TOPIC), f"{TOPIC} online")
+                workload = VerifiedWorkload(cluster.bootstrap(), TOPIC, PARTITIONS,
+                                            rate=WORKLOAD_RATE).start()
+                if not workload.wait_acknowledged(WORKLOAD_RATE, 30):
+                    raise BenchError(f"the workload is not acknowledged: {dict(workload.errors)}")
+                for repetition in range(repetitions):
+                    for op in results:
+                        results[op].append(leader_drill(cluster, workload, op, repetition))
                 workload.stop()
-            cluster.stop()
+                verification = workload.verify()
+            finally:
+                if workload is not None:
+                    workload.stop()
+                cluster.stop()
     print()
     print("kraftboard drills benchmark")
     print(f"  {os.cpu_count()} CPUs, load average {idle_load:.2f} before the run; 3 combined "

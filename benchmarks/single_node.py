@@ -37,6 +37,20 @@ class BenchError(Exception):
     """The benchmark cannot go on; the message says why."""
 
 
+@contextlib.contextmanager
+def failures_reported():
+    """A benchmark's failure (BenchError, a wait that timed out) or Ctrl-C becomes one line
+    and an exit status, after the cleanup inside the block has run."""
+    try:
+        yield
+    except (BenchError, TimeoutError) as exc:
+        print(f"benchmark: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("benchmark: interrupted; everything stopped", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
