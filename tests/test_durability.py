@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 
+from broker.storage import Storage
 from conftest import NodeProcess
 from test_bad_input import Raw, batch
 
@@ -358,3 +359,21 @@ def test_idempotent_producer_continues_after_its_batches_were_deleted(node):
         admin.close()
         producer.close()
     assert [(r.offset, r.value) for r in read_all(node, topic, 1, 1)] == [(5, b"5")]
+
+
+async def test_a_cancelled_writer_leaves_its_group_commit_to_the_others(tmp_path):
+    """Writes queued together share one commit. A writer whose wait is cancelled (its
+    client went away) must not cancel that commit for the rest of the group."""
+    storage = Storage(tmp_path / "group.db")
+    await storage.open()
+    try:
+        statement = "INSERT INTO settings (key, value) VALUES (?, ?)"
+        abandoned = asyncio.ensure_future(storage.write(statement, ("abandoned", "1")))
+        kept = storage.write(statement, ("kept", "2"))
+        await asyncio.sleep(0)  # the abandoned writer is waiting on the commit
+        abandoned.cancel()
+        await kept  # raises CancelledError if the shared commit went with it
+        assert await storage.get_setting("abandoned") == "1"
+        assert await storage.get_setting("kept") == "2"
+    finally:
+        await storage.close()
