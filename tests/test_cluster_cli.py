@@ -146,6 +146,27 @@ def test_stop(running):
     assert running.cli("status").returncode == 1
 
 
+def test_a_whole_cluster_stops_with_its_controller_last_and_nobody_killed(tmp_path):
+    """Every broker but the last hands its leaderships over; the last, with nobody left to
+    take them, skips its controlled shutdown instead of waiting for a quorum it lacks.
+    Each node ends on its SIGTERM, none needs the supervisor's SIGKILL."""
+    cluster = Cluster(tmp_path / "cluster", brokers=3)
+    try:
+        assert cluster.start().returncode == 0
+        assert wait_until(lambda: cluster.status()["controller"] is not None)
+        controller = cluster.status()["controller"]
+        assert cluster.cli("stop").returncode == 0
+        logs = {i: (cluster.dir / f"node-{i}" / "node.log").read_text() for i in (1, 2, 3)}
+        assert "no other broker is up to take over" in logs[controller], logs[controller]
+        for node_id, text in logs.items():
+            assert "stopping anyway" not in text, text
+            if node_id != controller:
+                assert f"broker {node_id} leads no partition now" in text, text
+        assert "killing it" not in (cluster.dir / "supervisor.log").read_text()
+    finally:
+        cluster.cleanup()
+
+
 def test_foreground_start_runs_until_sigterm(cluster):
     process = subprocess.Popen(
         [sys.executable, "-m", "broker", "cluster", "start", "--brokers", "1",
