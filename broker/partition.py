@@ -229,10 +229,31 @@ class PartitionLog:
         self.end_offset = self.local_end = offset
         self.high_watermark = min(self.high_watermark, offset)
         self.epoch_starts = [(e, start) for e, start in self.epoch_starts if start < offset]
-        for state in self.producers.values():
+        forgotten = []
+        for producer_id, state in self.producers.items():
             while state.batches and state.batches[-1][2] >= offset:
                 state.batches.pop()
-        return self.storage.truncate(self.pid, offset)
+            if not state.batches:
+                forgotten.append(producer_id)
+        truncated = self.storage.truncate(self.pid, offset)
+        if not forgotten:
+            return truncated
+        return asyncio.ensure_future(self._recall_producers(truncated, forgotten))
+
+    async def _recall_producers(self, truncated: asyncio.Future, producer_ids: list[int]) -> None:
+        """Producers whose every remembered batch was truncated get their newest batches
+        left in the log back, as Kafka rebuilds producer state from the log: without them
+        the next sequence looked out of order, and an idempotent producer stalled on this
+        node once it led again."""
+        await truncated
+        for producer_id in producer_ids:
+            rows = await self.storage.producer_batches(self.pid, producer_id,
+                                                       PRODUCER_BATCHES_KEPT)
+            state = self.producers.get(producer_id)
+            if state is None or state.batches:
+                continue  # its batches arrived since (replicated, or appended as leader)
+            del self.producers[producer_id]  # unknown if none is left: any sequence starts it
+            self.restore_producers(rows)
 
     def start_over(self, offset: int) -> asyncio.Future:
         """Follower whose whole log precedes the leader's log start: empty it and begin

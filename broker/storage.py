@@ -303,6 +303,14 @@ class Storage:
                 FROM batches WHERE pid = ? AND producer_id >= 0)
             WHERE n <= ? ORDER BY base_offset""", (pid, per_producer))
 
+    async def producer_batches(self, pid: int, producer_id: int, count: int) -> list[tuple]:
+        """One producer's newest `count` batches, as recent_producer_batches gives them."""
+        rows = await self.query("""
+            SELECT producer_id, producer_epoch, base_sequence, base_offset, last_offset
+            FROM batches WHERE pid = ? AND producer_id = ? AND producer_id >= 0
+            ORDER BY base_offset DESC LIMIT ?""", (pid, producer_id, count))
+        return rows[::-1]
+
     async def epoch_starts(self, pid: int) -> list[tuple[int, int]]:
         """(leader epoch, first offset written in it), in log order."""
         return await self.query(

@@ -1,6 +1,7 @@
 """Partition replication between real node processes, seen through Kafka requests."""
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -272,3 +273,43 @@ def test_an_out_of_sync_replica_leads_only_where_unclean_election_is_enabled(quo
     wait_for(lambda: sorted(state(brokers).isr) == list(broker_ids), "a full ISR again")
     kept = replicated if unclean else replicated + leader_only
     assert read_all(brokers, "t") == kept
+
+
+def test_a_former_leader_knows_its_producers_after_truncating_what_it_alone_took(quorum_cluster):
+    """An isolated leader takes five idempotent batches it can never replicate. Back with
+    its peers, it truncates them, and once it leads again the producer's next batch
+    follows the last one the cluster kept. (Forgetting that batch, it answered
+    OUT_OF_ORDER_SEQUENCE_NUMBER to every retry and the producer stalled.)"""
+    cluster = quorum_cluster(3, **FAST_FENCING, **{"leader.imbalance.check.interval.seconds": 1})
+    registered(cluster)
+    assert create_topic(cluster, "sequences", 1, 3, **{"min.insync.replicas": "2"}) == 0
+    wait_for(lambda: all((s := probe.partitions(n.bootstrap, "sequences").get(0))
+                         and len(s.isr) == 3 for n in cluster.nodes.values()),
+             "every node to see a full ISR")
+    leader = probe.partitions(bootstrap(cluster), "sequences")[0].leader
+    others = [n.bootstrap for i, n in cluster.nodes.items() if i != leader]
+
+    def moved_away():
+        """The partition as the other nodes see it, once each has another leader for it."""
+        seen = [probe.partitions(other, "sequences")[0] for other in others]
+        return all(s.leader not in (leader, -1) for s in seen) and seen[0]
+
+    def produce(raw: Raw, sequence: int, acks: int):
+        raw.send(produce_request("sequences", {0: batch(producer=producer, base_sequence=sequence)},
+                                 acks=acks))
+        return raw.receive(ProduceResponse, PRODUCE_V).responses[0].partition_responses[0]
+
+    with Raw(cluster.nodes[leader]) as raw:
+        producer = raw.producer_id()
+        assert produce(raw, 0, acks=-1).error_code == 0
+        cluster.nodes[leader].process.send_signal(signal.SIGUSR1)  # isolate
+        moved = wait_for(moved_away, "every other node to follow another leader")
+        for sequence in range(1, 6):  # more than the five batches a node keeps per producer
+            assert produce(raw, sequence, acks=1).error_code == 0  # it still thinks it leads
+    cluster.nodes[leader].process.send_signal(signal.SIGUSR2)  # heal
+    wait_for(lambda: (s := probe.partitions(cluster.nodes[leader].bootstrap, "sequences")[0])
+             .leader == leader and s.leader_epoch > moved.leader_epoch,
+             f"node {leader} leading again, as the preferred replica")
+    with Raw(cluster.nodes[leader]) as raw:
+        answer = produce(raw, 1, acks=-1)
+    assert (answer.error_code, answer.base_offset) == (0, 1)
