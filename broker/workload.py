@@ -40,7 +40,10 @@ READ_BATCH = 1000
 @dataclass(frozen=True)
 class Ack:
     partition: int
-    offset: int
+    # None when acknowledged implicitly: a request's answer was lost (a timeout, a
+    # dropped connection) but a later one from the same producer succeeded, so librdkafka
+    # reports the earlier records as persisted without knowing their offsets.
+    offset: int | None
     sequence: int
     produced_at: float  # time.monotonic() of produce()
     acked_at: float     # time.monotonic() of the delivery report
@@ -156,7 +159,10 @@ class VerifiedWorkload:
                               consumed=sum(len(records) for records in found.values()))
         where = {(p, offset): sequence for p, records in found.items()
                  for offset, sequence in records}
-        result.lost = [a for a in self.acks if where.get((a.partition, a.offset)) != a.sequence]
+        stored = {(p, sequence) for (p, _), sequence in where.items()}
+        result.lost = [a for a in self.acks
+                       if ((a.partition, a.sequence) not in stored if a.offset is None
+                           else where.get((a.partition, a.offset)) != a.sequence)]
         counts = Counter(where.values())
         result.duplicated = sorted(s for s, n in counts.items() if n > 1)
         for partition, records in found.items():

@@ -6,6 +6,8 @@ Each test leaves the cluster as it found it: every node running, every ISR full.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from confluent_kafka import ElectionType, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -157,6 +159,20 @@ def test_graceful_stop_hands_leaderships_over_before_the_node_goes(cluster):
     result = workload.verify()
     assert result.ok, result
     wait_for_full_isr(cluster)
+
+
+def test_an_ack_without_an_offset_is_kept_if_its_record_is_in_the_log(cluster):
+    """librdkafka acknowledges records implicitly, without offsets, when a request's answer
+    was lost but a later request succeeded. The verification looks for those by sequence."""
+    workload = VerifiedWorkload(bootstrap(cluster), TOPIC, PARTITIONS, rate=200).start()
+    try:
+        assert workload.wait_acknowledged(20, WAIT)
+    finally:
+        workload.stop()
+    implicit = replace(workload.acks[0], offset=None)
+    never_written = replace(workload.acks[0], offset=None, sequence=-1)
+    workload.acks += [implicit, never_written]
+    assert workload.verify().lost == [never_written]
 
 
 def test_drills_on_a_node_that_is_not_running_are_refused(cluster):
