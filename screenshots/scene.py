@@ -141,8 +141,7 @@ def stable_app(cluster: LocalCluster, settings_path: Path, theme: str | None = N
 
 async def settle(pilot, table_id: str | None, timeout: float = 30.0) -> None:
     """Wait for data: the view's table filled (if any), the tail caught up, then a beat."""
-    from textual.widgets import DataTable
-
+    from tui.widgets.live_table import LiveTable
     from tui.widgets.record_log import RecordLog
     app = pilot.app
     loop = asyncio.get_running_loop()
@@ -151,7 +150,7 @@ async def settle(pilot, table_id: str | None, timeout: float = 30.0) -> None:
         view = app.visible_view()
         ready = app.snapshot is not None
         if ready and table_id:
-            ready = view.query_one(f"#{table_id}", DataTable).row_count > 0
+            ready = view.query_one(f"#{table_id}", LiveTable).row_count > 0
         if ready and view.query(RecordLog):
             ready = len(view.query_one(RecordLog).rows) >= RECORDS
         if ready:

@@ -51,8 +51,7 @@ async def until(pilot, condition: Callable[[], object], timeout: float = 30.0,
 def rows(app: KraftboardApp, table_id: str) -> dict[str, list[str]]:
     """A table of the visible view as {row key: [plain cells]}."""
     table = app.visible_view().query_one(f"#{table_id}", LiveTable)
-    return {row.key.value: [plain(c) for c in table.get_row(row.key)]
-            for row in table.ordered_rows}
+    return {key: [plain(c) for c in cells] for key, cells in table.shown}
 
 
 async def test_cluster_view_shows_brokers_and_quorum(cluster, tmp_path):
