@@ -419,6 +419,29 @@ async def test_a_drill_under_the_verified_workload_writes_a_report(cluster, tmp_
     assert "nothing acknowledged was lost" in markdown and f"kill broker {victim}" in markdown
 
 
+async def test_table_keys_and_clicks_move_the_selection_and_open_a_row(cluster, tmp_path):
+    app = console(cluster, tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("2")
+        await until(pilot, lambda: set(DEMO_TOPICS) <= set(rows(app, "topics")))
+        table = app.screen.query_one(LiveTable)
+        names = list(rows(app, "topics"))
+        table.focus()
+        table.select_key(names[0])
+        await pilot.press("down")
+        assert table.selected_key == names[1]
+        await pilot.press("end")
+        assert table.selected_key == names[-1]
+        await pilot.press("home")
+        assert table.selected_key == names[0]
+        row = names.index("payments") + 1  # below the header line
+        await pilot.click(LiveTable, offset=(2, row))
+        assert table.selected_key == "payments"
+        await pilot.click(LiveTable, offset=(2, row))  # a click on the selected row opens it
+        await until(pilot, lambda: getattr(app.screen, "topic", None) == "payments",
+                    what="the topic's partitions")
+
+
 async def test_filter_help_and_palette_keys(cluster, tmp_path):
     app = console(cluster, tmp_path)
     async with app.run_test(size=SIZE) as pilot:
