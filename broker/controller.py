@@ -27,11 +27,13 @@ from broker.errors import RequestError
 from broker.raft import NotLeader
 from broker.metadata import (
     NO_LEADER, BrokerInfo, MetadataImage, PartitionInfo, TopicInfo, check_topic_name,
-    cluster_record, encode_record, fence_record, register_broker_record, remove_topic_record,
-    topic_configs_record, topic_record,
+    cluster_record, encode_record, fence_record, producer_ids_record, register_broker_record,
+    remove_topic_record, topic_configs_record, topic_record,
 )
 
 log = logging.getLogger(__name__)
+
+PRODUCER_ID_BLOCK = 1000  # producer ids per AllocateProducerIds, as in Kafka
 
 
 def assign_replicas(brokers: list[int], partitions: range, replication_factor: int,
@@ -190,6 +192,19 @@ class Controller:
                                     *self._elect_offline_partitions(broker_id)])
                 log.info("broker %d unfenced", broker_id)
         return self.image.brokers[broker_id].fenced
+
+    async def allocate_producer_ids(self, broker_id: int, incarnation: str) -> int:
+        """A block of PRODUCER_ID_BLOCK producer ids for a broker; returns its first id.
+        Committed before it is given, so no two brokers, and no restart of the controller,
+        ever hand out the same id."""
+        broker = self.image.brokers.get(broker_id)
+        if broker is None or broker.incarnation != incarnation:
+            raise RequestError(errors.BrokerNotAvailableError,
+                               f"broker {broker_id} must register again")
+        async with self._lock:
+            start = self.image.next_producer_id
+            await self._commit([producer_ids_record(broker_id, start + PRODUCER_ID_BLOCK)])
+        return start
 
     async def fence_expired_brokers(self) -> None:
         timeout = self.config["broker.session.timeout.ms"] / 1000

@@ -20,3 +20,5 @@ class BrokerRegistrationRequest(ApiMessage, load_json=schemas): pass
 class BrokerRegistrationResponse(ApiMessage, load_json=schemas): pass
 class BrokerHeartbeatRequest(ApiMessage, load_json=schemas): pass
 class BrokerHeartbeatResponse(ApiMessage, load_json=schemas): pass
+class AllocateProducerIdsRequest(ApiMessage, load_json=schemas): pass
+class AllocateProducerIdsResponse(ApiMessage, load_json=schemas): pass

@@ -87,6 +87,11 @@ def register_broker_record(broker: BrokerInfo) -> dict[str, Any]:
             "incarnation": broker.incarnation}
 
 
+def producer_ids_record(broker_id: int, next_producer_id: int) -> dict[str, Any]:
+    """A block of producer ids went to a broker: the next block starts at next_producer_id."""
+    return {"type": "producer_ids", "broker_id": broker_id, "next": next_producer_id}
+
+
 def topic_record(name: str, topic_id: uuid.UUID, configs: dict[str, Any]) -> dict[str, Any]:
     return {"type": "topic", "name": name, "id": topic_id.hex, "configs": configs}
 
@@ -110,6 +115,7 @@ class MetadataImage:
         self.topics: dict[str, TopicInfo] = {}
         self.topics_by_id: dict[uuid.UUID, TopicInfo] = {}
         self.offset = -1  # the last applied record's offset
+        self.next_producer_id = 0  # the first id of the next block the controller hands out
         # Called with each PartitionInfo that changed (created, new leader, new ISR).
         self.partition_listeners: list[Callable[[PartitionInfo], None]] = []
         self.topic_removed_listeners: list[Callable[[TopicInfo], None]] = []
@@ -144,6 +150,9 @@ class MetadataImage:
 
     def _apply_unfence_broker(self, id: int) -> None:
         self.brokers[id].fenced = False
+
+    def _apply_producer_ids(self, broker_id: int, next: int) -> None:
+        self.next_producer_id = next
 
     def _apply_topic(self, name: str, id: str, configs: dict[str, Any]) -> None:
         topic = TopicInfo(name, uuid.UUID(hex=id), configs)

@@ -26,7 +26,9 @@ from broker.config import NodeConfig
 from broker.controller import Controller
 from broker.errors import RequestError
 from broker.groups.coordinator import GroupCoordinator
-from broker.messages import BrokerHeartbeatRequest, BrokerRegistrationRequest
+from broker.messages import (
+    AllocateProducerIdsRequest, BrokerHeartbeatRequest, BrokerRegistrationRequest,
+)
 from broker.metadata import MetadataImage, PartitionInfo, TopicInfo
 from broker.partition import PRODUCER_BATCHES_KEPT, PartitionLog
 from broker.peer import Channel, Peers, PeerUnavailable
@@ -37,7 +39,6 @@ from broker.storage import Storage
 
 log = logging.getLogger(__name__)
 
-PRODUCER_ID_BLOCK = 1000
 CONTROLLER_TIMEOUT = 5.0
 CONTROLLED_SHUTDOWN_TIMEOUT = 5.0  # seconds a stopping broker waits to lead nothing
 REGISTER_RETRY = 0.1
@@ -68,8 +69,9 @@ class Node:
         # Logs found on disk, by (topic id, partition), until the image names them.
         self._stored: dict[tuple[bytes, int], PartitionLog] = {}
         self._next_partition_id = 0
-        self._next_producer_id = 0
-        self._producer_id_block_end = 0
+        self._next_producer_id = 0  # this broker's block of producer ids: the next to give
+        self._producer_id_block_end = 0  # and the end of the block
+        self._producer_id_lock = asyncio.Lock()
         self._background: list[asyncio.Task] = []
         # Set once this broker is registered and unfenced: client requests wait for it.
         self.ready = asyncio.Event()
@@ -83,8 +85,6 @@ class Node:
 
     async def open(self) -> None:
         await self.storage.open()
-        self._producer_id_block_end = int(await self.storage.get_setting("producer.id.block.end") or 0)
-        self._next_producer_id = self._producer_id_block_end
         self._next_partition_id = await self.storage.max_partition_id()
         await self._load_stored_logs()
         await self.quorum.start()  # replays the committed metadata log into the image
@@ -120,11 +120,6 @@ class Node:
     def _forget_uncommitted(self) -> None:
         for partition in self.logs.values():
             partition.rollback()
-
-    async def _put_setting(self, key: str, value: str) -> None:
-        await self.storage.write(
-            "INSERT INTO settings (key, value) VALUES (?, ?)"
-            " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
     # -- the controller, wherever it is -------------------------------------------------
 
@@ -402,13 +397,27 @@ class Node:
                 log.exception("log cleaning failed; trying again in %.1f s", interval)
 
     async def allocate_producer_id(self) -> int:
-        if self._next_producer_id >= self._producer_id_block_end:
-            # Reserve a block durably first, so a restart never hands out an id twice.
-            self._producer_id_block_end = self._next_producer_id + PRODUCER_ID_BLOCK
-            await self._put_setting("producer.id.block.end", str(self._producer_id_block_end))
-        producer_id = self._next_producer_id
-        self._next_producer_id += 1
-        return producer_id
+        """An id no other producer of the cluster has: the next of this broker's block,
+        after asking the active controller for a new block when this one is used up.
+        Raises RequestError (COORDINATOR_LOAD_IN_PROGRESS, which producers retry)."""
+        async with self._producer_id_lock:
+            if self._next_producer_id >= self._producer_id_block_end:
+                try:
+                    response = await self.call_controller(AllocateProducerIdsRequest(
+                        version=0, broker_id=self.node_id, incarnation_id=self.incarnation))
+                    error = response.error_code
+                except (RequestError, PeerUnavailable) as exc:
+                    error = getattr(exc, "code", errors.BrokerNotAvailableError.errno)
+                if error:
+                    raise RequestError(errors.CoordinatorLoadInProgressError,
+                                       f"no block of producer ids from the controller (error "
+                                       f"{errors.for_code(error).__name__})")
+                self._next_producer_id = response.producer_id_start
+                self._producer_id_block_end = (response.producer_id_start
+                                               + response.producer_id_len)
+            producer_id = self._next_producer_id
+            self._next_producer_id += 1
+            return producer_id
 
 
 async def serve_forever(config: NodeConfig) -> None:

@@ -313,3 +313,28 @@ def test_a_former_leader_knows_its_producers_after_truncating_what_it_alone_took
     with Raw(cluster.nodes[leader]) as raw:
         answer = produce(raw, 1, acks=-1)
     assert (answer.error_code, answer.base_offset) == (0, 1)
+
+
+def test_producer_ids_are_unique_across_the_cluster_and_its_restarts(quorum_cluster):
+    """Every broker hands out producer ids from blocks the active controller commits to
+    the metadata log, so two producers never share an id: not on two brokers, and not
+    after a restart. (With ids counted on each node, a second producer got id 0 and its
+    first batch was refused as out of order: a fatal error for librdkafka.)"""
+    cluster = quorum_cluster(3)
+    registered(cluster)
+
+    def producer_ids() -> list[int]:
+        ids = []
+        for node in cluster.nodes.values():
+            with Raw(node) as raw:
+                ids += [raw.producer_id()[0] for _ in range(2)]
+        return ids
+
+    before = producer_ids()
+    for node_id in cluster.nodes:
+        cluster.kill(node_id)
+    for node_id in cluster.nodes:
+        cluster.restart(node_id)
+    registered(cluster)
+    after = producer_ids()
+    assert len(set(before + after)) == len(before + after), (before, after)

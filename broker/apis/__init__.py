@@ -32,4 +32,5 @@ from broker.apis import (  # noqa: F401
     alter_partition,    # 56
     describe_cluster,   # 60
     broker_lifecycle,   # 62 BrokerRegistration, 63 BrokerHeartbeat
+    allocate_producer_ids,  # 67
 )
