@@ -284,15 +284,18 @@ class Node:
         if self.node_id not in info.replicas:
             if partition is not None:
                 self.replication.stop_following(partition)
-                partition.become_follower(info.leader, info.leader_epoch, info.replicas, info.isr)
+                partition.become_follower(info.leader, info.leader_epoch, info.replicas, info.isr,
+                                          info.partition_epoch)
             return
         if partition is None:
             partition = self.logs[key] = self._open_log(topic, info.index)
         if info.leader == self.node_id:
             self.replication.stop_following(partition)
-            partition.become_leader(info.leader_epoch, info.replicas, info.isr)
+            partition.become_leader(info.leader_epoch, info.replicas, info.isr,
+                                    info.partition_epoch)
         else:
-            partition.become_follower(info.leader, info.leader_epoch, info.replicas, info.isr)
+            partition.become_follower(info.leader, info.leader_epoch, info.replicas, info.isr,
+                                      info.partition_epoch)
             self.replication.become_follower(partition, info.leader)
 
     async def _load_stored_logs(self) -> None:

@@ -67,6 +67,11 @@ class PartitionLog:
         self.leader = -1
         self.replicas: list[int] = []
         self.isr: list[int] = []
+        self.partition_epoch = -1
+        # An ISR this leader proposed to the controller (AlterPartition) and has not yet
+        # seen the outcome of, and the partition epoch it was proposed against.
+        self.proposed_isr: list[int] | None = None
+        self.proposed_against = -1
         self.epoch_starts: list[tuple[int, int]] = []  # (leader epoch, first offset)
         self.followers: dict[int, FollowerProgress] = {}
         self.producers: dict[int, ProducerState] = {}
@@ -84,9 +89,15 @@ class PartitionLog:
 
     # -- roles --------------------------------------------------------------------------
 
-    def become_leader(self, epoch: int, replicas: list[int], isr: list[int]) -> None:
+    def become_leader(self, epoch: int, replicas: list[int], isr: list[int],
+                      partition_epoch: int = -1) -> None:
         new_epoch = epoch != self.leader_epoch or not self.is_leader
+        if not new_epoch and partition_epoch < self.partition_epoch:
+            return  # older than the state the controller's answer gave (isr_changed)
         self.leader, self.leader_epoch, self.replicas, self.isr = self.node_id, epoch, replicas, isr
+        self.partition_epoch = partition_epoch
+        if new_epoch or partition_epoch > self.proposed_against:
+            self.proposed_isr = None  # its outcome is in this state, whatever it was
         if new_epoch:
             self._start_epoch(epoch, self.end_offset)
             now = time.monotonic()
@@ -96,8 +107,11 @@ class PartitionLog:
         self._update_high_watermark()
         self._wake()
 
-    def become_follower(self, leader: int, epoch: int, replicas: list[int], isr: list[int]) -> None:
+    def become_follower(self, leader: int, epoch: int, replicas: list[int], isr: list[int],
+                        partition_epoch: int = -1) -> None:
         self.leader, self.leader_epoch, self.replicas, self.isr = leader, epoch, replicas, isr
+        self.partition_epoch = partition_epoch
+        self.proposed_isr = None
         self.followers = {}
         self._wake()  # acks=all waits on this partition learn they lost leadership
 
@@ -286,7 +300,7 @@ class PartitionLog:
     def _update_high_watermark(self) -> None:
         if not self.is_leader:
             return
-        ends = [self.local_end] + [self.followers[r].end_offset for r in self.isr
+        ends = [self.local_end] + [self.followers[r].end_offset for r in self.maximal_isr
                                    if r in self.followers]
         hw = min(ends)
         if hw > self.high_watermark:
@@ -298,6 +312,27 @@ class PartitionLog:
         if hw > self.high_watermark:
             self.high_watermark = hw
             self._wake()
+
+    @property
+    def maximal_isr(self) -> set[int]:
+        """The replicas the high watermark waits for: the ISR and, while an expansion is
+        proposed, the replicas it adds (Kafka's maximal ISR). The controller may already
+        have committed them: one of them can be elected leader, so whatever is
+        acknowledged must be on it too."""
+        return set(self.isr).union(self.proposed_isr or ())
+
+    def propose_isr(self, isr: list[int]) -> None:
+        self.proposed_isr, self.proposed_against = isr, self.partition_epoch
+
+    def isr_changed(self, isr: list[int], leader_epoch: int, partition_epoch: int) -> None:
+        """The controller committed the proposed ISR (its answer may come before the
+        metadata record does)."""
+        if not self.is_leader or leader_epoch != self.leader_epoch:
+            return  # leadership moved on meanwhile
+        if partition_epoch > self.partition_epoch:
+            self.isr, self.partition_epoch = isr, partition_epoch
+        self.proposed_isr = None
+        self._update_high_watermark()
 
     def isr_changes(self, lag_time_max: float) -> list[int] | None:
         """The ISR this leader should propose, or None: lagging followers out, caught-up

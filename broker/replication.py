@@ -174,7 +174,9 @@ class Replication:
             for partition in list(self.node.logs.values()):
                 if not partition.is_leader:
                     continue
-                isr = partition.isr_changes(lag_max)
+                # A proposal whose answer was lost is sent again: it may have been
+                # committed, and only the controller can say.
+                isr = partition.proposed_isr or partition.isr_changes(lag_max)
                 if isr is not None:
                     await self._alter_isr(partition, isr)
 
@@ -188,6 +190,7 @@ class Replication:
                 AlterPartitionRequest.TopicData.PartitionData(
                     version=0, partition_index=partition.index, leader_epoch=state.leader_epoch,
                     new_isr=sorted(isr), partition_epoch=state.partition_epoch)])])
+        partition.propose_isr(isr)
         try:
             response = await self.node.call_controller(request)
         except (PeerUnavailable, RequestError) as exc:
@@ -196,8 +199,13 @@ class Replication:
             return
         result = response.topics[0].partitions[0] if response.topics else None
         code = response.error_code or (result.error_code if result else 0)
-        if code:
-            log.info("ISR change of %s-%d to %s refused: %s", partition.topic, partition.index,
-                     isr, errors.for_code(code).__name__)
-        else:
+        if not code:
+            partition.isr_changed(result.isr, result.leader_epoch, result.partition_epoch)
             log.info("ISR of %s-%d is now %s", partition.topic, partition.index, result.isr)
+            return
+        log.info("ISR change of %s-%d to %s refused: %s", partition.topic, partition.index,
+                 isr, errors.for_code(code).__name__)
+        if code != errors.InvalidUpdateVersionError.errno:
+            # Not committed. (A stale partition epoch means a newer state is committed,
+            # maybe this very change: the image will say.)
+            partition.proposed_isr = None

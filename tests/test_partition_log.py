@@ -1,0 +1,58 @@
+"""One partition log's high watermark rules, on real SQLite storage and without a cluster:
+the races they guard against are too narrow to provoke through processes reliably."""
+from __future__ import annotations
+
+import pytest
+
+from broker.partition import PartitionLog
+from broker.records import split_batches
+from broker.storage import Storage
+from test_bad_input import PRODUCE_V, batch
+
+LEADER, CAUGHT_UP, RETURNING = 1, 2, 3
+
+
+@pytest.fixture
+async def leader(tmp_path):
+    """Node 1 leads a partition replicated on nodes 1-3, with node 3 out of the ISR."""
+    storage = Storage(tmp_path / "node.db")
+    await storage.open()
+    storage.write("INSERT INTO partitions (id, topic, topic_id, partition) VALUES (1, 't', ?, 0)",
+                  (b"\0" * 16,))
+    log = PartitionLog(storage, 1, "t", 0, LEADER)
+    log.become_leader(1, [LEADER, CAUGHT_UP, RETURNING], [LEADER, CAUGHT_UP], partition_epoch=5)
+    yield log
+    await storage.close()
+
+
+async def append(log: PartitionLog, records: int) -> int:
+    """Appends `records` single-record batches; returns the log end once committed."""
+    for _ in range(records):
+        _, end, commit = log.append(split_batches(batch(), 1 << 20, PRODUCE_V), None)
+        await commit
+    return end
+
+
+async def test_an_isr_expansion_in_flight_holds_the_high_watermark_for_the_new_replica(leader):
+    """Once the leader proposes node 3 for the ISR, the controller may commit it, and node
+    3 may be elected, before the leader hears of it. Until then the high watermark waits
+    for node 3 too: nothing acknowledged may be missing from a replica that can lead."""
+    end = await append(leader, 4)
+    leader.follower_fetched(RETURNING, 2)
+    leader.propose_isr([LEADER, CAUGHT_UP, RETURNING])
+    leader.follower_fetched(CAUGHT_UP, end)
+    assert leader.high_watermark == 2  # not `end`: node 3 has only what is below 2
+    leader.follower_fetched(RETURNING, end)
+    assert leader.high_watermark == end
+
+
+async def test_the_controllers_answer_takes_effect_before_the_metadata_record(leader):
+    end = await append(leader, 2)
+    leader.propose_isr([LEADER, CAUGHT_UP, RETURNING])
+    leader.isr_changed([LEADER, CAUGHT_UP, RETURNING], leader_epoch=1, partition_epoch=6)
+    assert leader.proposed_isr is None and sorted(leader.isr) == [1, 2, 3]
+    # The record of the state before it, applied late, does not take node 3 out again.
+    leader.become_leader(1, [LEADER, CAUGHT_UP, RETURNING], [LEADER, CAUGHT_UP], partition_epoch=5)
+    assert sorted(leader.isr) == [1, 2, 3]
+    leader.follower_fetched(CAUGHT_UP, end)
+    assert leader.high_watermark == 0  # node 3 has fetched nothing yet
