@@ -9,7 +9,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from kafka.protocol.admin import CreateTopicsRequest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
-from kafka.protocol.producer import ProduceResponse
+from kafka import errors
+from kafka.protocol.producer import InitProducerIdRequest, InitProducerIdResponse, ProduceResponse
 
 from broker.cluster import probe
 from broker.messages import BrokerHeartbeatRequest, BrokerRegistrationRequest
@@ -338,3 +339,26 @@ def test_producer_ids_are_unique_across_the_cluster_and_its_restarts(quorum_clus
     registered(cluster)
     after = producer_ids()
     assert len(set(before + after)) == len(before + after), (before, after)
+
+
+def test_init_producer_id_without_a_controller_answers_a_retriable_error(quorum_cluster):
+    """A broker that has no block of producer ids yet and cannot reach a controller answers
+    InitProducerId with COORDINATOR_LOAD_IN_PROGRESS, which producers retry, and serves
+    ids again once the quorum is back."""
+    cluster = quorum_cluster(3)
+    registered(cluster)
+    survivor, *others = cluster.nodes
+    for node_id in others:
+        cluster.kill(node_id)
+    with Raw(cluster.nodes[survivor]) as raw:
+        answer = raw.call(InitProducerIdRequest(version=4, transactional_id=None,
+                                                transaction_timeout_ms=60000),
+                          InitProducerIdResponse)
+    assert answer.error_code == errors.CoordinatorLoadInProgressError.errno, answer
+    for node_id in others:
+        cluster.restart(node_id)
+    wait_for(lambda: probe.quorum_leader(bootstrap(cluster)), "a controller again")
+    with Raw(cluster.nodes[survivor]) as raw:
+        wait_for(lambda: raw.call(InitProducerIdRequest(
+            version=4, transactional_id=None, transaction_timeout_ms=60000),
+            InitProducerIdResponse).error_code == 0, "a producer id")
