@@ -314,12 +314,14 @@ class PartitionLog:
             self._wake()
 
     @property
-    def maximal_isr(self) -> set[int]:
+    def maximal_isr(self) -> list[int] | set[int]:
         """The replicas the high watermark waits for: the ISR and, while an expansion is
         proposed, the replicas it adds (Kafka's maximal ISR). The controller may already
         have committed them: one of them can be elected leader, so whatever is
         acknowledged must be on it too."""
-        return set(self.isr).union(self.proposed_isr or ())
+        if not self.proposed_isr:
+            return self.isr  # the usual case, on every commit and follower fetch
+        return set(self.isr).union(self.proposed_isr)
 
     def propose_isr(self, isr: list[int]) -> None:
         self.proposed_isr, self.proposed_against = isr, self.partition_epoch
