@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from kafka import errors
 from broker.errors import RequestError
 from broker.records import Batch
 from broker.storage import Storage
+
+log = logging.getLogger(__name__)
 
 # Kafka keeps the last five batches of each producer to answer retries (max in-flight 5).
 PRODUCER_BATCHES_KEPT = 5
@@ -156,18 +159,26 @@ class PartitionLog:
             return None
         if batch.producer_epoch > state.epoch:
             if batch.base_sequence != 0:
-                raise RequestError(errors.OutOfOrderSequenceNumberError,
-                                   f"a new producer epoch must start at sequence 0, "
-                                   f"not {batch.base_sequence}")
+                self._refuse_sequence(batch, state, "a new producer epoch must start at sequence 0")
             return None
         for first, last, base_offset in state.batches:
             if first == batch.base_sequence and last == batch.last_sequence:
                 return base_offset
         expected = next_sequence(state.last_sequence)
         if batch.base_sequence != expected:
-            raise RequestError(errors.OutOfOrderSequenceNumberError,
-                               f"expected sequence {expected}, got {batch.base_sequence}")
+            self._refuse_sequence(batch, state, f"expected sequence {expected}")
         return None
+
+    def _refuse_sequence(self, batch: Batch, state: ProducerState, reason: str) -> None:
+        # Rare and decisive: librdkafka bumps its epoch or fails on this answer, so the
+        # node log says exactly what it was refused against.
+        message = (f"{self.topic}-{self.index}: producer {batch.producer_id} epoch "
+                   f"{batch.producer_epoch} sequences {batch.base_sequence}..{batch.last_sequence}"
+                   f" refused: {reason}")
+        log.warning("%s (leader epoch %d, log end %d, known epoch %d, recent batches "
+                    "(first, last, offset) %s)", message, self.leader_epoch, self.end_offset,
+                    state.epoch, list(state.batches))
+        raise RequestError(errors.OutOfOrderSequenceNumberError, message)
 
     def _remember(self, producer_id: int, epoch: int, first: int, last: int, base_offset: int) -> None:
         state = self.producers.get(producer_id)
@@ -367,8 +378,13 @@ class PartitionLog:
         waiter.add_done_callback(self._waiters.discard)
         return waiter
 
-    async def wait_replicated(self, end: int, timeout: float) -> None:
-        """acks=all: until the high watermark reaches `end`, while this node leads."""
+    async def wait_replicated(self, end: int, timeout: float, min_insync: int) -> None:
+        """acks=all: until the high watermark reaches `end`, while this node leads.
+
+        If the ISR shrank below `min_insync` meanwhile, the records reached fewer replicas
+        than the topic asks for: the answer is NOT_ENOUGH_REPLICAS_AFTER_APPEND (a client
+        retries it as possibly written), as in Kafka.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self.high_watermark < end:
@@ -382,6 +398,10 @@ class PartitionLog:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(left):
                     await waiter
+        if len(self.maximal_isr) < min_insync:
+            raise RequestError(errors.NotEnoughReplicasAfterAppendError,
+                               f"written, but the ISR shrank to {sorted(self.maximal_isr)}, "
+                               f"below min.insync.replicas={min_insync}")
 
     def close(self) -> None:
         """The partition is gone (topic deleted): release everything waiting on it."""

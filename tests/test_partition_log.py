@@ -2,8 +2,12 @@
 the races they guard against are too narrow to provoke through processes reliably."""
 from __future__ import annotations
 
-import pytest
+import asyncio
 
+import pytest
+from kafka import errors
+
+from broker.errors import RequestError
 from broker.partition import PartitionLog
 from broker.records import split_batches
 from broker.storage import Storage
@@ -56,3 +60,21 @@ async def test_the_controllers_answer_takes_effect_before_the_metadata_record(le
     assert sorted(leader.isr) == [1, 2, 3]
     leader.follower_fetched(CAUGHT_UP, end)
     assert leader.high_watermark == 0  # node 3 has fetched nothing yet
+
+
+async def test_an_acks_all_wait_ends_in_an_error_when_the_isr_shrinks_below_min_insync(leader):
+    """The records were appended while two replicas were in sync; the follower then fell
+    out of the ISR. The high watermark passes them, yet only the leader has them: Kafka
+    answers NOT_ENOUGH_REPLICAS_AFTER_APPEND, never success."""
+    end = await append(leader, 2)
+    waiting = asyncio.ensure_future(leader.wait_replicated(end, timeout=5, min_insync=2))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    leader.isr_changed([LEADER], leader_epoch=1, partition_epoch=6)
+    with pytest.raises(RequestError) as refused:
+        await waiting
+    assert refused.value.error is errors.NotEnoughReplicasAfterAppendError
+    # With enough replicas in sync the same wait succeeds.
+    leader.become_leader(1, [LEADER, CAUGHT_UP, RETURNING], [LEADER, CAUGHT_UP], partition_epoch=7)
+    leader.follower_fetched(CAUGHT_UP, end)
+    await leader.wait_replicated(end, timeout=5, min_insync=2)

@@ -30,6 +30,7 @@ class Outcome:
     end_offset: int = -1
     append_time_ms: int = -1
     commit: asyncio.Future | None = None
+    min_insync: int = 1
     error: RequestError | None = None
 
 
@@ -49,11 +50,11 @@ def append(node, request, topic_name: str, index: int, records: bytes | None) ->
             raise RequestError(errors.InvalidTxnStateError,
                                "transactions are not supported by this broker")
         if request.acks == -1:
-            required = node.topic_config(topic, "min.insync.replicas")
-            if len(partition.isr) < required:
+            outcome.min_insync = node.topic_config(topic, "min.insync.replicas")
+            if len(partition.isr) < outcome.min_insync:
                 raise RequestError(errors.NotEnoughReplicasError,
                                    f"{len(partition.isr)} in-sync replicas, "
-                                   f"min.insync.replicas={required}")
+                                   f"min.insync.replicas={outcome.min_insync}")
         if node.topic_config(topic, "message.timestamp.type") == "LogAppendTime":
             outcome.append_time_ms = int(time.time() * 1000)
         outcome.partition = partition
@@ -67,7 +68,7 @@ def append(node, request, topic_name: str, index: int, records: bytes | None) ->
 async def wait_replicated(outcome: Outcome, timeout: float) -> None:
     """acks=all: answered once every in-sync replica has the batches."""
     try:
-        await outcome.partition.wait_replicated(outcome.end_offset, timeout)
+        await outcome.partition.wait_replicated(outcome.end_offset, timeout, outcome.min_insync)
     except RequestError as exc:
         outcome.error = exc
 

@@ -146,7 +146,7 @@ class OffsetsPartition:
                          firsts: list[int]) -> None:
         try:
             await commit
-            await self.log.wait_replicated(end, self.commit_timeout)
+            await self.log.wait_replicated(end, self.commit_timeout, self.min_insync())
         except RequestError as exc:
             self._fail(futures, exc)
             return
