@@ -387,8 +387,12 @@ class PartitionLog:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.high_watermark < end:
+        # Leadership is checked first, as in Kafka: once this node follows, its high
+        # watermark comes from the new leader's log, where `end` may hold other records.
+        while True:
             self.check_leader()
+            if self.high_watermark >= end:
+                break
             left = deadline - loop.time()
             if left <= 0:
                 raise RequestError(errors.RequestTimedOutError,

@@ -78,3 +78,18 @@ async def test_an_acks_all_wait_ends_in_an_error_when_the_isr_shrinks_below_min_
     leader.become_leader(1, [LEADER, CAUGHT_UP, RETURNING], [LEADER, CAUGHT_UP], partition_epoch=7)
     leader.follower_fetched(CAUGHT_UP, end)
     await leader.wait_replicated(end, timeout=5, min_insync=2)
+
+
+async def test_a_former_leader_never_acknowledges_by_the_new_leaders_high_watermark(leader):
+    """A produce waits on node 1, which then learns that node 2 leads. Node 1's high
+    watermark now follows node 2's log, where the same offsets may hold other records: the
+    producer is told NOT_LEADER_OR_FOLLOWER, as Kafka's DelayedProduce does, never success."""
+    end = await append(leader, 2)
+    waiting = asyncio.ensure_future(leader.wait_replicated(end, timeout=5, min_insync=1))
+    await asyncio.sleep(0)
+    leader.become_follower(CAUGHT_UP, 2, [LEADER, CAUGHT_UP, RETURNING], [LEADER, CAUGHT_UP],
+                           partition_epoch=6)
+    leader.follower_high_watermark(end)  # from node 2's first fetch answer
+    with pytest.raises(RequestError) as refused:
+        await waiting
+    assert refused.value.error is errors.NotLeaderForPartitionError
