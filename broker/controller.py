@@ -9,7 +9,9 @@ It also keeps the brokers honest: a broker that misses heartbeats for
 `broker.session.timeout.ms` is fenced, its leaderships move to another in-sync replica,
 and it leaves the ISRs; it is unfenced when it heartbeats again having caught up. Once
 back in sync, a partition's preferred replica (its first) leads again: on ElectLeaders,
-or every `leader.imbalance.check.interval.seconds` with `auto.leader.rebalance.enable`.
+or every `leader.imbalance.check.interval.seconds` with `auto.leader.rebalance.enable`,
+provided it heartbeated within half a session. Heartbeats count for one term as active
+controller only, as brokers send them to the active controller alone.
 """
 from __future__ import annotations
 
@@ -49,7 +51,11 @@ class Controller:
         self.image = image
         self.quorum = quorum
         self._lock = asyncio.Lock()
-        self._heartbeats: dict[int, float] = {}  # broker id -> monotonic time of last heartbeat
+        # Broker id -> monotonic time of its last heartbeat to this node, in the quorum
+        # epoch `_heartbeats_epoch` (see `_term_heartbeats`).
+        self._heartbeats: dict[int, float] = {}
+        self._heartbeats_epoch = -1
+        self._term_started = 0.0
         self._placement = 0
 
     @property
@@ -64,6 +70,17 @@ class Controller:
             await self.quorum.append([encode_record(r) for r in records])
         except NotLeader as exc:
             raise RequestError(errors.NotControllerError, str(exc)) from None
+
+    def _term_heartbeats(self) -> dict[int, float]:
+        """The heartbeats received in this node's current term as active controller. A
+        new term starts with none, and every broker gets a full session from its start:
+        times kept from an earlier term are stale (brokers heartbeat to the active
+        controller only), and a controller that regained leadership fenced healthy
+        brokers on them."""
+        if self._heartbeats_epoch != self.quorum.epoch:
+            self._heartbeats_epoch, self._heartbeats = self.quorum.epoch, {}
+            self._term_started = time.monotonic()
+        return self._heartbeats
 
     async def activate(self) -> None:
         """This node now leads the quorum: name the cluster if no leader has yet."""
@@ -154,7 +171,7 @@ class Controller:
         """A broker (re)started: it comes back fenced, so it leads nothing until it has
         caught up with the metadata log."""
         async with self._lock:
-            self._heartbeats[broker.id] = time.monotonic()
+            self._term_heartbeats()[broker.id] = time.monotonic()
             known = self.image.brokers.get(broker.id)
             if known is not None and known.incarnation == broker.incarnation:
                 return
@@ -176,7 +193,7 @@ class Controller:
         if broker is None or broker.incarnation != incarnation:
             raise RequestError(errors.BrokerNotAvailableError,
                                f"broker {broker_id} must register again")
-        self._heartbeats[broker_id] = time.monotonic()
+        self._term_heartbeats()[broker_id] = time.monotonic()
         if want_shut_down:
             if not broker.fenced:
                 async with self._lock:
@@ -206,11 +223,17 @@ class Controller:
             await self._commit([producer_ids_record(broker_id, start + PRODUCER_ID_BLOCK)])
         return start
 
+    def _responsive_brokers(self) -> set[int]:
+        """Brokers that heartbeated to this controller within half a session."""
+        recent = time.monotonic() - self.config["broker.session.timeout.ms"] / 2000
+        return {b for b, last in self._term_heartbeats().items() if last >= recent}
+
     async def fence_expired_brokers(self) -> None:
         timeout = self.config["broker.session.timeout.ms"] / 1000
+        heartbeats = self._term_heartbeats()
         now = time.monotonic()
         for broker in list(self.image.brokers.values()):
-            last = self._heartbeats.setdefault(broker.id, now)  # a new controller gives grace
+            last = heartbeats.get(broker.id, self._term_started)
             if not broker.fenced and now - last > timeout:
                 async with self._lock:
                     await self._fence(broker.id)
@@ -329,6 +352,11 @@ class Controller:
         none, out of sync if need be. Returns each partition's outcome, in order."""
         async with self._lock:
             live = set(self.image.live_brokers())
+            if not unclean:
+                # Leadership goes back only to a broker heard from lately: an unfenced one
+                # that has gone quiet may be cut off, and leading from there it would stall
+                # its partitions until it is fenced.
+                live &= self._responsive_brokers()
             asked = (dict.fromkeys(wanted) if wanted is not None
                      else [(t.name, p.index) for t, p in self._partitions()])
             results: dict[tuple[str, int], RequestError | None] = {}
@@ -355,7 +383,8 @@ class Controller:
                                f"the preferred replica {preferred} leads already")
         if preferred not in partition.isr or preferred not in live:
             raise RequestError(errors.PreferredLeaderNotAvailableError,
-                               f"the preferred replica {preferred} is not live and in sync")
+                               f"the preferred replica {preferred} is not live, in sync and "
+                               "heard from lately")
         return preferred, partition.isr
 
     @staticmethod

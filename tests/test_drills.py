@@ -6,6 +6,8 @@ Each test leaves the cluster as it found it: every node running, every ISR full.
 """
 from __future__ import annotations
 
+import signal
+import time
 from dataclasses import replace
 
 import pytest
@@ -348,3 +350,30 @@ def test_elect_leaders_moves_leadership_back_after_a_restart(manual):
     admin.elect_leaders(ElectionType.PREFERRED, [TopicPartition(ELECT_TOPIC, 2)]).result(WAIT)
     del admin  # librdkafka's admin client closes when released
     assert wait_until(lambda: leader_of(witness, 2) == preferred_id, WAIT)
+
+
+def test_leadership_is_not_given_back_to_a_preferred_replica_gone_quiet(manual):
+    """A broker cut off from the controller stays unfenced for a session. Leadership given
+    back to it then would stall its partition until it is fenced: the election refuses."""
+    assert wait_until(lambda: preferred_leaders_everywhere(manual), WAIT)
+    controller = probe.quorum_leader(manual.nodes[1].bootstrap)
+    index, state = next((i, s) for i, s in probe.partitions(
+        manual.nodes[1].bootstrap, ELECT_TOPIC).items() if s.replicas[0] != controller)
+    preferred_id = state.replicas[0]
+    witness = manual.nodes[controller]
+    manual.kill(preferred_id)  # it loses its leadership ...
+    assert wait_until(lambda: all(leader_of(n, index) not in (preferred_id, -1, None)
+                                  for n in manual.nodes.values() if n.alive()), WAIT)
+    manual.restart(preferred_id)  # ... and is back in sync, not leading
+    assert wait_until(lambda: in_sync(manual), WAIT)
+    quiet = manual.nodes[preferred_id]
+    quiet.process.send_signal(signal.SIGUSR1)  # the isolate drill: no more heartbeats
+    try:
+        # Over half a session (2 s) without a heartbeat: the controller passes it over.
+        time.sleep(1.2)
+        assert elect(manual, 0, {ELECT_TOPIC: [index]}) == {
+            (ELECT_TOPIC, index): PREFERRED_LEADER_NOT_AVAILABLE}
+        assert leader_of(witness, index) != preferred_id
+    finally:
+        quiet.process.send_signal(signal.SIGUSR2)  # heal
+    assert wait_until(lambda: in_sync(manual), WAIT)

@@ -24,6 +24,7 @@ from conftest import Cluster
 NODES = (1, 2, 3)
 PARTITIONS = 3
 WAIT = 30.0
+SESSION_TIMEOUT = 1.0  # broker.session.timeout.ms in the local profile, in seconds
 
 
 @pytest.fixture
@@ -221,3 +222,46 @@ def test_a_restarted_node_catches_up_rejoins_every_isr_and_leads_again(cluster, 
     needed = {p: max(a.offset for a in acks if a.partition == p) + 1 for p in range(PARTITIONS)}
     stored = stored_ends(cluster, victim, "verified")
     assert all(stored.get(p, 0) >= end for p, end in needed.items()), (stored, needed)
+
+
+def fenced_in_log(cluster: Cluster, node_id: int, since: int) -> tuple[set[int], int]:
+    """The brokers a node's controller fenced for missed heartbeats, by its log from
+    character `since` on, and the log's length now."""
+    text = (cluster.dir / f"node-{node_id}" / "node.log").read_text()
+    fenced = {int(line.split("broker ")[1].split()[0]) for line in text[since:].splitlines()
+              if "missed heartbeats" in line}
+    return fenced, len(text)
+
+
+def test_a_controller_elected_again_judges_brokers_by_this_terms_heartbeats(cluster):
+    """Brokers heartbeat to the active controller only. A node that leads the quorum again
+    must not hold the heartbeats of its earlier term against them: it fenced every broker
+    at once, itself included, and with them every ISR."""
+    first = probe.quorum_leader(bootstrap(cluster))
+    drill(cluster, "isolate", first)
+    wait_for(lambda: probe.quorum_leader(bootstrap(cluster, first)) not in (None, first),
+             "another controller")
+    time.sleep(SESSION_TIMEOUT)  # what `first` last heard from the brokers is now stale
+    _, since = fenced_in_log(cluster, first, 0)
+    drill(cluster, "heal", first)
+    wait_for(lambda: len(brokers(cluster)) == len(NODES), "every broker unfenced")
+    # Until `first` leads again: the node leading instead is killed, and comes back.
+    killed = set()
+    for _ in range(12):
+        leader = probe.quorum_leader(bootstrap(cluster))
+        if leader == first:
+            break
+        _, since = fenced_in_log(cluster, first, 0)
+        killed = {leader}
+        drill(cluster, "kill", leader)
+        wait_for(lambda: probe.quorum_leader(bootstrap(cluster, leader)) not in (None, leader),
+                 "a new controller")
+        wait_for(lambda: leader not in brokers(cluster), f"node {leader} fenced")
+        drill(cluster, "restart", leader)
+        wait_for(lambda: len(brokers(cluster)) == len(NODES), "every broker unfenced")
+    else:
+        pytest.fail(f"node {first} did not lead the quorum again in 12 elections")
+    time.sleep(2 * SESSION_TIMEOUT)  # time enough to fence anything it wrongly would
+    # In its new term it fenced the node that was killed, if one was, and no other.
+    fenced, _ = fenced_in_log(cluster, first, since)
+    assert fenced == killed, fenced
