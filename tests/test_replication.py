@@ -92,6 +92,29 @@ def test_a_request_behind_a_waiting_produce_sees_what_it_waited_for(quorum_clust
     assert sorted(isr) == sorted(r for r in state.replicas if r != follower)
 
 
+def test_an_acks_all_wait_ends_in_not_enough_replicas_after_append(quorum_cluster):
+    """A produce appended while both replicas of a min.insync.replicas=2 topic were in
+    sync waits for its follower, which dies. Once the ISR is the leader alone, the high
+    watermark passes the batch, yet only one replica has it: Kafka answers
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND, never success. The next produce is refused before
+    its append, with NOT_ENOUGH_REPLICAS."""
+    cluster = quorum_cluster(3, **FAST_FENCING)
+    registered(cluster)
+    assert create_topic(cluster, "after-append", 1, 2, **{"min.insync.replicas": "2"}) == 0
+    wait_for(lambda: all(probe.partitions(n.bootstrap, "after-append")
+                         for n in cluster.nodes.values()), "every node to know the topic")
+    state = probe.partitions(bootstrap(cluster), "after-append")[0]
+    follower = next(r for r in state.replicas if r != state.leader)
+    cluster.kill(follower)  # fenced, and out of the ISR, after broker.session.timeout.ms
+    with Raw(cluster.nodes[state.leader]) as raw:
+        waited = raw.call(produce_request("after-append", {0: batch()}, acks=-1), ProduceResponse)
+        refused = raw.call(produce_request("after-append", {0: batch()}, acks=-1), ProduceResponse)
+    assert waited.responses[0].partition_responses[0].error_code == \
+        errors.NotEnoughReplicasAfterAppendError.errno
+    assert refused.responses[0].partition_responses[0].error_code == \
+        errors.NotEnoughReplicasError.errno
+
+
 def test_produces_keep_their_order_behind_a_waiting_request(quorum_cluster):
     """An idempotent producer's next batch, sent while its previous one still waits for
     an earlier request, is appended after it, not before (which would be out of order)."""
