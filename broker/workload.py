@@ -22,7 +22,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition,
+)
 
 # librdkafka logs through Python logging, not onto the terminal a console is drawing on.
 LIBRDKAFKA_LOG = {"logger": logging.getLogger("broker.workload.librdkafka")}
@@ -171,18 +173,34 @@ class VerifiedWorkload:
         return result
 
 
+# Answers to a query of a partition's offsets while its leadership moves (a failover, a
+# preferred replica taking over): asked again until the deadline.
+LEADERSHIP_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+
+
+def _high_watermark(consumer: Consumer, partition: TopicPartition, deadline: float) -> int:
+    while True:
+        try:
+            return consumer.get_watermark_offsets(
+                partition, timeout=max(deadline - time.monotonic(), 0.1))[1]
+        except KafkaException as exc:
+            if exc.args[0].code() not in LEADERSHIP_MOVING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def read_topic(bootstrap: str, topic: str, partitions: int,
                timeout: float) -> dict[int, list[tuple[int, int]]]:
     """{partition: [(offset, sequence), ...]} of every record below the high watermarks."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "kraftboard-verify",
                          "enable.auto.commit": False, **LIBRDKAFKA_LOG})
+    deadline = time.monotonic() + timeout
     try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)[1]
+        ends = {p: _high_watermark(consumer, TopicPartition(topic, p), deadline)
                 for p in range(partitions)}
         records: dict[int, list[tuple[int, int]]] = {p: [] for p in range(partitions)}
         pending = {p for p, end in ends.items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in pending])
-        deadline = time.monotonic() + timeout
         last_error = None
         while pending:
             if time.monotonic() > deadline:
