@@ -175,10 +175,12 @@ class VerifiedWorkload:
 
 # Answers to a query of a partition's offsets while its leadership moves (a failover, a
 # preferred replica taking over): asked again until the deadline.
-LEADERSHIP_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+LEADERSHIP_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION,
+                               KafkaError.LEADER_NOT_AVAILABLE})
 
 
 def _high_watermark(consumer: Consumer, partition: TopicPartition, deadline: float) -> int:
+    """A partition's high watermark, asked of its leader until the deadline."""
     while True:
         try:
             return consumer.get_watermark_offsets(
