@@ -21,6 +21,7 @@ from typing import Callable
 
 from kafka.protocol.api_message import ApiMessage
 
+from broker import codec
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ class PeerConnection:
         self.peer_id = peer_id
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task | None = None
-        self._pending: dict[int, tuple[asyncio.Future, type[ApiMessage]]] = {}
+        # Each request awaiting its answer: the future, the response class and version.
+        self._pending: dict[int, tuple[asyncio.Future, type[ApiMessage], int]] = {}
         self._correlation = itertools.count(1)
         self._connecting = asyncio.Lock()
 
@@ -76,10 +78,11 @@ class PeerConnection:
                 size = struct.unpack(">i", await reader.readexactly(4))[0]
                 frame = await reader.readexactly(size)
                 correlation_id = struct.unpack_from(">i", frame)[0]
-                future, response_class = self._pending.pop(correlation_id, (None, None))
+                future, response_class, version = self._pending.pop(correlation_id,
+                                                                    (None, None, None))
                 if future is not None and not future.done():
                     try:
-                        future.set_result(response_class.decode(frame, header=True))
+                        future.set_result(codec.decode(response_class, frame, version))
                     except Exception as exc:
                         future.set_exception(PeerUnavailable(f"bad answer from node "
                                                              f"{self.peer_id}: {exc!r}"))
@@ -93,9 +96,10 @@ class PeerConnection:
         correlation_id = next(self._correlation)
         request.with_header(correlation_id=correlation_id, client_id=self.peers.client_id)
         future = asyncio.get_running_loop().create_future()
-        self._pending[correlation_id] = (future, request.header.get_response_class())
+        self._pending[correlation_id] = (future, request.header.get_response_class(),
+                                         request.version)
         try:
-            self._writer.write(request.encode(header=True, framed=True))
+            self._writer.write(codec.encode(request))
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
@@ -111,7 +115,7 @@ class PeerConnection:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        for future, _ in self._pending.values():
+        for future, _, _ in self._pending.values():
             if not future.done():
                 future.set_exception(PeerUnavailable(f"connection to node {self.peer_id} closed"))
         self._pending.clear()

@@ -24,6 +24,7 @@ import struct
 from kafka.protocol.metadata import ApiVersionsResponse
 
 import broker.apis  # noqa: F401  (registers every API module)
+from broker import codec
 from broker.config import Endpoint
 from broker.node import Node
 from broker.peer import is_peer_client
@@ -161,7 +162,7 @@ class Connection:
                 await self.responses.put(self._unsupported_api_versions(correlation_id))
                 continue
             try:
-                request = api.request.decode(frame, version=version, header=True)
+                request = codec.decode(api.request, frame, version)
             except Exception as exc:
                 raise CloseConnection(f"cannot decode {api.request.name} v{version}: {exc!r}")
             client_id = request.header.client_id
@@ -195,7 +196,7 @@ class Connection:
         if response is None:
             return None
         response.with_header(correlation_id=context.correlation_id)
-        return response.encode(header=True, framed=True)
+        return codec.encode(response)
 
     def _unsupported_api_versions(self, correlation_id: int) -> asyncio.Future:
         """A client asking for a newer ApiVersions gets our ranges in the v0 format."""
@@ -203,7 +204,7 @@ class Connection:
                                        api_keys=supported_versions())
         response.with_header(correlation_id=correlation_id)
         future = asyncio.get_running_loop().create_future()
-        future.set_result(response.encode(header=True, framed=True))
+        future.set_result(codec.encode(response))
         return future
 
     async def _send_responses(self) -> None:
