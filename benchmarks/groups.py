@@ -44,6 +44,9 @@ WAIT_S = 60
 QUIET = 2  # librdkafka logs critical errors only: connection failures are the point here
 SEND_CHUNK = 100  # commit frames per send
 COMMIT_VERSION = 3  # aiokafka's; librdkafka and kafka-python send 7-9, same work here
+# Errors a client answers by finding the coordinator again: LOAD_IN_PROGRESS, NOT_AVAILABLE,
+# NOT_COORDINATOR.
+COORDINATOR_MOVING = frozenset({14, 15, 16})
 
 
 def kraftboard(*args: str) -> subprocess.CompletedProcess:
@@ -287,21 +290,9 @@ def commit_rate(cluster: Cluster, topic: str, count: int, window: int) -> float:
     """OffsetCommit requests answered per second by one coordinator, pipelined `window`
     deep on one connection (generation -1: an empty group, as admin tools commit)."""
     group = f"commits-{uuid.uuid4().hex[:6]}"
-    node = wait("the coordinator", lambda: coordinator(cluster, group))
-    conn = Connection(cluster.nodes[node])
-    Topic = OffsetCommitRequest.OffsetCommitRequestTopic
-    frames = [conn.frame(OffsetCommitRequest(
-        version=COMMIT_VERSION, group_id=group, generation_id_or_member_epoch=-1, member_id="",
-        topics=[Topic(name=topic, partitions=[Topic.OffsetCommitRequestPartition(
-            partition_index=i % PARTITIONS, committed_offset=i, committed_metadata="")])]))
-        for i in range(count)]
-    warm = conn.call(OffsetCommitRequest(
-        version=COMMIT_VERSION, group_id=group, generation_id_or_member_epoch=-1, member_id="",
-        topics=[Topic(name=topic, partitions=[Topic.OffsetCommitRequestPartition(
-            partition_index=0, committed_offset=0, committed_metadata="")])]),
-        OffsetCommitResponse)
-    if warm.topics[0].partitions[0].error_code:
-        raise RuntimeError(f"a first commit failed: error {warm.topics[0].partitions[0].error_code}")
+    conn = wait("a coordinator that accepts a first commit",
+                lambda: first_commit(cluster, group, topic))
+    frames = [conn.frame(commit_request(group, topic, i % PARTITIONS, i)) for i in range(count)]
     errors: dict[int, int] = {}
     started = time.monotonic()
     sent = received = 0
@@ -331,6 +322,31 @@ def commit_rate(cluster: Cluster, topic: str, count: int, window: int) -> float:
     if errors:
         print(f"  sampled commits failed, by error code: {errors}")
     return count / elapsed
+
+
+def first_commit(cluster: Cluster, group: str, topic: str) -> Connection | None:
+    """A connection to the group's coordinator once it has acknowledged a commit; None
+    while the coordinator moves or loads (a new `__consumer_offsets` is being led)."""
+    node = coordinator(cluster, group)
+    if node is None:
+        return None
+    conn = Connection(cluster.nodes[node])
+    answer = conn.call(commit_request(group, topic, 0, 0), OffsetCommitResponse)
+    error = answer.topics[0].partitions[0].error_code
+    if error == 0:
+        return conn
+    conn.close()
+    if error in COORDINATOR_MOVING:
+        return None
+    raise RuntimeError(f"a first commit failed: error {error}")
+
+
+def commit_request(group: str, topic: str, partition: int, offset: int) -> OffsetCommitRequest:
+    Topic = OffsetCommitRequest.OffsetCommitRequestTopic
+    return OffsetCommitRequest(
+        version=COMMIT_VERSION, group_id=group, generation_id_or_member_epoch=-1, member_id="",
+        topics=[Topic(name=topic, partitions=[Topic.OffsetCommitRequestPartition(
+            partition_index=partition, committed_offset=offset, committed_metadata="")])])
 
 
 def interrupted(*_) -> None:
