@@ -12,12 +12,14 @@ from __future__ import annotations
 import functools
 import struct
 
-from kafka.protocol.api_header import ApiHeader, RequestHeader, ResponseHeader
+from kafka.protocol.api_data import ApiData
+from kafka.protocol.api_header import ApiHeader
 from kafka.protocol.api_message import ApiMessage
 from kafka.protocol.metadata import ApiVersionsResponse
 from kafka.protocol.schemas.fields.codecs import EncodeBufferPool
 
 FRAME_SIZE = struct.Struct(">i")
+DATA_VERSION = struct.Struct(">h")
 
 
 def _header_version(header_class: type[ApiHeader], flexible: bool) -> int:
@@ -73,3 +75,20 @@ def encode(message: ApiMessage) -> bytes:
         encode_body(message, out)
         FRAME_SIZE.pack_into(out.buf, 0, out.pos - FRAME_SIZE.size)
         return out.result()
+
+
+@functools.cache
+def _data_encoder(data_class: type[ApiData], version: int):
+    flexible = data_class.flexible_version_q(version)
+    return data_class._struct.compiled_encode_into(version, compact=flexible, tagged=flexible)
+
+
+def encode_data(data: ApiData) -> bytes:
+    """A versioned record such as an offset commit in `__consumer_offsets`: its int16
+    version, then its fields, as `data.encode()` writes it."""
+    encode_fields = _data_encoder(type(data), data.version)
+    with EncodeBufferPool.acquire() as out:
+        out.pos = DATA_VERSION.size
+        encode_fields(data, out)
+        DATA_VERSION.pack_into(out.buf, 0, data.version)
+        return bytes(out.result())

@@ -1,5 +1,5 @@
-"""`broker.codec` against kafka-python's own `encode(header=True)` and `decode(header=True)`:
-the same bytes and the same messages, for every API version a node serves or sends."""
+"""`broker.codec` against kafka-python's own `encode` and `decode`: the same bytes and the
+same messages, for every API version a node serves or sends, and for offset records."""
 from __future__ import annotations
 
 import pytest
@@ -9,6 +9,7 @@ from kafka.protocol.producer import ProduceRequest
 
 import broker.apis  # noqa: F401  (registers every API module)
 from broker import codec
+from broker.groups.records import OffsetCommitValue
 from broker.protocol import REGISTRY
 
 VERSIONS = [(api.request, version) for api in REGISTRY.values()
@@ -57,3 +58,10 @@ def test_nested_fields_and_records_survive():
                                  Data.PartitionProduceData(index=0, records=b"\x00" * 70)])])
     produce.with_header(correlation_id=3, client_id="c")
     round_trip(produce)
+
+
+def test_an_offset_commit_record_is_written_as_kafka_python_writes_it():
+    value = OffsetCommitValue(version=3, offset=2**40, leader_epoch=-1, metadata="ü" * 3,
+                              commit_timestamp=1_700_000_000_000)
+    assert codec.encode_data(value) == bytes(value.encode())
+    assert OffsetCommitValue.decode(codec.encode_data(value)) == value

@@ -212,9 +212,7 @@ class GroupCoordinator:
             known = group.offsets.get(tp)
             # Commits can finish out of order; the one later in the log is the truth.
             if known is None or known.log_offset < log_offset:
-                group.offsets[tp] = CommittedOffset(committed.offset, committed.leader_epoch,
-                                                    committed.metadata,
-                                                    committed.commit_timestamp, log_offset)
+                group.offsets[tp] = committed._replace(log_offset=log_offset)
             results[tp] = 0
         return results
 

@@ -12,10 +12,12 @@ import functools
 import struct
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from kafka.protocol.api_data import ApiData
 
 import broker.schemas as schemas
+from broker import codec
 from broker.records import new_builder
 
 GROUP_KEY_VERSION = 2
@@ -34,8 +36,7 @@ class GroupMetadataValue(ApiData, load_json=schemas): pass
 Member = GroupMetadataValue.MemberMetadata
 
 
-@dataclass(frozen=True)
-class CommittedOffset:
+class CommittedOffset(NamedTuple):  # a tuple: one is made for every commit, twice
     offset: int
     leader_epoch: int
     metadata: str
@@ -64,10 +65,11 @@ def offset_key(group: str, topic: str, partition: int) -> bytes:
 
 
 def offset_value(committed: CommittedOffset) -> bytes:
-    return bytes(OffsetCommitValue(
+    # Every commit builds one: through the compiled encoder, not `encode()`'s generic one.
+    return codec.encode_data(OffsetCommitValue(
         version=OFFSET_VALUE_VERSION, offset=committed.offset,
         leader_epoch=committed.leader_epoch, metadata=committed.metadata,
-        commit_timestamp=committed.commit_timestamp).encode())
+        commit_timestamp=committed.commit_timestamp))
 
 
 def group_key(group: str) -> bytes:

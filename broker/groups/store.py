@@ -116,7 +116,9 @@ class OffsetsPartition:
             loop.call_soon(self._flush)
         future = loop.create_future()
         self._queued.append((records, future))
-        return await asyncio.shield(future)
+        # A cancelled caller cancels only its own future; the flush and the replication
+        # wait skip futures that are done.
+        return await future
 
     def _flush(self) -> None:
         queued, self._queued = self._queued, []
