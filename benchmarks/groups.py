@@ -1,5 +1,5 @@
 """Consumer-group figures on a local kraftboard cluster: rebalance and failover times,
-and how many OffsetCommit requests one coordinator answers per second.
+and how many OffsetCommit (and Heartbeat) requests one coordinator answers per second.
 
 Starts `kraftboard cluster start --brokers 3 --detach` (the local profile: broker
 heartbeats 200 ms, broker session 1000 ms, 10 offsets partitions) in a temporary
@@ -30,7 +30,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
+from kafka.protocol.consumer import (HeartbeatRequest, HeartbeatResponse, OffsetCommitRequest,
+                                     OffsetCommitResponse)
 from kafka.protocol.metadata import FindCoordinatorRequest, FindCoordinatorResponse
 from kafka.protocol.admin import DescribeGroupsRequest, DescribeGroupsResponse
 
@@ -44,6 +45,8 @@ WAIT_S = 60
 QUIET = 2  # librdkafka logs critical errors only: connection failures are the point here
 SEND_CHUNK = 100  # commit frames per send
 COMMIT_VERSION = 3  # aiokafka's; librdkafka and kafka-python send 7-9, same work here
+HEARTBEAT_VERSION = 1  # aiokafka's
+UNKNOWN_MEMBER_ID = 25
 # Errors a client answers by finding the coordinator again: LOAD_IN_PROGRESS, NOT_AVAILABLE,
 # NOT_COORDINATOR.
 COORDINATOR_MOVING = frozenset({14, 15, 16})
@@ -293,10 +296,40 @@ def commit_rate(cluster: Cluster, topic: str, count: int, window: int) -> float:
     conn = wait("a coordinator that accepts a first commit",
                 lambda: first_commit(cluster, group, topic))
     frames = [conn.frame(commit_request(group, topic, i % PARTITIONS, i)) for i in range(count)]
+    try:
+        return pipelined_rate(conn, frames, window, OffsetCommitResponse, COMMIT_VERSION,
+                              lambda answer: [p.error_code for t in answer.topics
+                                              for p in t.partitions])
+    finally:
+        conn.close()
+
+
+def heartbeat_rate(cluster: Cluster, topic: str, count: int, window: int) -> float:
+    """Heartbeat requests answered per second by one coordinator, pipelined as commits are.
+    Unlike commits, each waits for the one before it (Kafka's order within a connection);
+    the member is unknown, so this is the request path alone."""
+    group = f"heartbeats-{uuid.uuid4().hex[:6]}"
+    conn = wait("a coordinator that accepts a first commit",
+                lambda: first_commit(cluster, group, topic))
+    frames = [conn.frame(HeartbeatRequest(version=HEARTBEAT_VERSION, group_id=group,
+                                          generation_id=1, member_id="gone"))
+              for _ in range(count)]
+    try:
+        return pipelined_rate(conn, frames, window, HeartbeatResponse, HEARTBEAT_VERSION,
+                              lambda answer: [answer.error_code], expected={UNKNOWN_MEMBER_ID})
+    finally:
+        conn.close()
+
+
+def pipelined_rate(conn: Connection, frames: list[bytes], window: int, response_class,
+                   version: int, error_codes, expected: set[int] = frozenset()) -> float:
+    """Send `frames` keeping `window` unanswered; answers per second. Every 100th answer is
+    decoded and its unexpected error codes are printed."""
     errors: dict[int, int] = {}
     started = time.monotonic()
     sent = received = 0
     buffer = bytearray()
+    count = len(frames)
     # Frames go out in chunks and answers are parsed from whole reads, so the client's
     # system calls are not what is timed.
     while received < count:
@@ -310,17 +343,16 @@ def commit_rate(cluster: Cluster, topic: str, count: int, window: int) -> float:
             if len(buffer) < 4 + size:
                 break
             if received % 100 == 0:  # decoding every answer would time the client
-                answer = OffsetCommitResponse.decode(bytes(buffer[4:4 + size]),
-                                                     version=COMMIT_VERSION, header=True)
-                for code in (p.error_code for t in answer.topics for p in t.partitions
-                             if p.error_code):
-                    errors[code] = errors.get(code, 0) + 1
+                answer = response_class.decode(bytes(buffer[4:4 + size]), version=version,
+                                               header=True)
+                for code in error_codes(answer):
+                    if code and code not in expected:
+                        errors[code] = errors.get(code, 0) + 1
             del buffer[:4 + size]
             received += 1
     elapsed = time.monotonic() - started
-    conn.close()
     if errors:
-        print(f"  sampled commits failed, by error code: {errors}")
+        print(f"  sampled answers failed, by error code: {errors}")
     return count / elapsed
 
 
@@ -380,6 +412,9 @@ def main() -> None:
             print(f"OffsetCommit v{COMMIT_VERSION} on one coordinator (RF 3, acks=all), "
                   f"{args.window} in flight on one connection: {rate:,.0f} requests/s over "
                   f"{args.commits:,} (target >= 20,000/s)")
+            rate = heartbeat_rate(cluster, topic, args.commits, args.window)
+            print(f"Heartbeat v{HEARTBEAT_VERSION} of an unknown member, the same way: "
+                  f"{rate:,.0f} requests/s (each waits for the one before; no target)")
             feeder = Feeder(cluster.bootstrap, topic)
             print(f"members: {MEMBERS} librdkafka consumers, session.timeout.ms "
                   f"{SESSION_TIMEOUT_MS}, heartbeat.interval.ms {HEARTBEAT_INTERVAL_MS}, "

@@ -110,9 +110,12 @@ class Connection:
         self.max_frame = node.config["socket.request.max.bytes"]
         self.responses: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         self.from_peer = False  # another node's connection, cut by the isolate drill
-        # Each unfinished request: the API key of the run it started at once in, or None
-        # (it waited). A request may start at once only behind requests of its own run.
-        self._unfinished: dict[asyncio.Task, int | None] = {}
+        # Requests of the current run that started at once and have not finished, with
+        # their API key (one key at a time), and the last request that instead waited for
+        # every request before it. A request starts at once only behind its own run; any
+        # other waits for that run and that last request, which waited for the rest.
+        self._run: dict[asyncio.Task, int] = {}
+        self._last_waiting: asyncio.Task | None = None
 
     async def serve(self) -> None:
         reading = asyncio.create_task(self._read_requests())
@@ -175,12 +178,17 @@ class Connection:
                 await self.node.ready.wait()
             context = RequestContext(self.node, version, correlation_id, client_id, self.peer,
                                      self.session)
-            in_run = api_key in RUN_KEYS and all(k == api_key for k in self._unfinished.values())
-            earlier = [] if in_run else list(self._unfinished)
+            waiting = self._last_waiting is not None and not self._last_waiting.done()
+            in_run = (api_key in RUN_KEYS and not waiting
+                      and next(iter(self._run.values()), api_key) == api_key)
+            earlier = [] if in_run else [*self._run, *([self._last_waiting] if waiting else [])]
             # The task starts before the next request is read, so appends keep their order.
             task = asyncio.create_task(self._handle(api, request, context, earlier))
-            self._unfinished[task] = api_key if in_run else None
-            task.add_done_callback(self._unfinished.pop)
+            if in_run:
+                self._run[task] = api_key
+                task.add_done_callback(self._run.pop)
+            else:
+                self._last_waiting = task
             await self.responses.put(task)
             if not self.session.authenticated:
                 # The SASL exchange decides what the next request may be: no reading ahead.
