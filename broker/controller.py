@@ -38,6 +38,15 @@ log = logging.getLogger(__name__)
 PRODUCER_ID_BLOCK = 1000  # producer ids per AllocateProducerIds, as in Kafka
 
 
+# Replicas placed by hand (CreateTopics, CreatePartitions): broker ids per partition, in order.
+Assignment = list[list[int]]
+
+
+def invalid_assignment(problem: str) -> RequestError:
+    return RequestError(errors.InvalidReplicationAssignmentError,
+                        f"The manual partition assignment {problem}")
+
+
 def assign_replicas(brokers: list[int], partitions: range, replication_factor: int,
                     start: int) -> list[list[int]]:
     """Kafka's round-robin placement: partition p's replicas start at broker start+p."""
@@ -97,11 +106,25 @@ class Controller:
         return topic
 
     def check_new_topic(self, name: str, num_partitions: int, replication_factor: int,
-                        configs: dict[str, Any]) -> tuple[int, int, dict[str, Any]]:
-        """Validate a CreateTopics entry; returns the partitions, RF and configs to use."""
+                        configs: dict[str, Any],
+                        replicas_by_index: list[tuple[int, list[int]]] | None = None
+                        ) -> tuple[int, int, dict[str, Any], Assignment | None]:
+        """Validate a CreateTopics entry; returns the partitions, RF, configs and manual
+        assignment to use. Replicas placed by hand (partition index, broker ids) give the
+        counts, which must then be -1."""
         check_topic_name(name)
         if name in self.image.topics:
             raise RequestError(errors.TopicAlreadyExistsError, f"topic {name!r} already exists")
+        assignment = None
+        if replicas_by_index:
+            for field, value in (("replication factor", replication_factor),
+                                 ("numPartitions", num_partitions)):
+                if value != -1:
+                    raise RequestError(errors.InvalidRequestError,
+                                       f"A manual partition assignment was specified, but "
+                                       f"{field} was not set to -1.")
+            assignment = self._ordered_assignment(replicas_by_index)
+            num_partitions, replication_factor = len(assignment), len(assignment[0])
         if num_partitions == -1:
             num_partitions = self.config["num.partitions"]
         if replication_factor == -1:
@@ -120,41 +143,103 @@ class Controller:
             configs = validate_topic_configs(configs)
         except ConfigError as exc:
             raise RequestError(errors.InvalidConfigurationError, str(exc)) from None
-        return num_partitions, replication_factor, configs
+        return num_partitions, replication_factor, configs, assignment
 
-    def _new_partitions(self, topic: TopicInfo, indexes: range, replication_factor: int) -> list[dict]:
-        brokers = self.image.live_brokers()
-        self._placement += 1
-        placements = assign_replicas(brokers, indexes, replication_factor, self._placement)
-        return [PartitionInfo(topic.name, index, replicas, list(replicas), replicas[0])
-                .as_record(topic.id) for index, replicas in zip(indexes, placements)]
+    def _ordered_assignment(self, replicas_by_index: list[tuple[int, list[int]]]) -> Assignment:
+        by_index: dict[int, list[int]] = {}
+        for index, replicas in replicas_by_index:
+            if index in by_index:
+                raise RequestError(errors.InvalidReplicationAssignmentError,
+                                   f"Found multiple manual partition assignments for partition "
+                                   f"{index}")
+            self.check_assignment([replicas], index, next(map(len, by_index.values()), None))
+            by_index[index] = replicas
+        if sorted(by_index) != list(range(len(by_index))):
+            raise RequestError(errors.InvalidReplicationAssignmentError,
+                               "partitions should be a consecutive 0-based integer sequence")
+        return [by_index[index] for index in range(len(by_index))]
+
+    def check_assignment(self, assignment: Assignment, first_index: int,
+                         replication_factor: int | None) -> None:
+        """Kafka's checks of manually placed replicas for partitions `first_index` on: known
+        brokers, each once, as many for every partition, and one of them unfenced."""
+        for index, replicas in enumerate(assignment, first_index):
+            if not replicas:
+                raise invalid_assignment("includes an empty replica list.")
+            previous = None
+            for broker_id in sorted(replicas):
+                if broker_id not in self.image.brokers:
+                    raise invalid_assignment(f"includes broker {broker_id}, but no such "
+                                             "broker is registered.")
+                if broker_id == previous:
+                    raise invalid_assignment(f"includes the broker {broker_id} more than once.")
+                previous = broker_id
+            if replication_factor is not None and len(replicas) != replication_factor:
+                raise invalid_assignment(
+                    f"includes a partition with {len(replicas)} replica(s), but this is not "
+                    f"consistent with previous partitions, which have {replication_factor} "
+                    "replica(s).")
+            replication_factor = len(replicas)
+            if all(self.image.brokers[b].fenced for b in replicas):
+                raise RequestError(errors.InvalidReplicationAssignmentError,
+                                   f"All brokers specified in the manual partition assignment "
+                                   f"for partition {index} are fenced or in controlled shutdown.")
+
+    def _new_partitions(self, topic: TopicInfo, indexes: range, replication_factor: int,
+                        assignment: Assignment | None) -> list[dict]:
+        if assignment is None:
+            self._placement += 1
+            assignment = assign_replicas(self.image.live_brokers(), indexes, replication_factor,
+                                         self._placement)
+        records = []
+        for index, replicas in zip(indexes, assignment):
+            # A manual assignment may name fenced brokers: they join the ISR once caught up.
+            isr = [b for b in replicas if not self.image.brokers[b].fenced]
+            records.append(PartitionInfo(topic.name, index, list(replicas), isr, isr[0])
+                           .as_record(topic.id))
+        return records
 
     async def create_topic(self, name: str, num_partitions: int = -1, replication_factor: int = -1,
-                           configs: dict[str, Any] | None = None) -> TopicInfo:
+                           configs: dict[str, Any] | None = None,
+                           replicas_by_index: list[tuple[int, list[int]]] | None = None
+                           ) -> TopicInfo:
         async with self._lock:
-            num_partitions, replication_factor, configs = self.check_new_topic(
-                name, num_partitions, replication_factor, configs or {})
+            num_partitions, replication_factor, configs, assignment = self.check_new_topic(
+                name, num_partitions, replication_factor, configs or {}, replicas_by_index)
             topic = TopicInfo(name, uuid.uuid4(), configs)
             await self._commit([topic_record(name, topic.id, configs),
                                 *self._new_partitions(topic, range(num_partitions),
-                                                      replication_factor)])
+                                                      replication_factor, assignment)])
             log.info("created topic %s: %d partitions, RF %d", name, num_partitions,
                      replication_factor)
             return self.image.topics[name]
 
-    def check_partition_count(self, name: str, count: int) -> TopicInfo:
+    def check_partition_count(self, name: str, count: int,
+                              assignment: Assignment | None = None) -> TopicInfo:
+        """Validate a CreatePartitions entry, with the replicas of the new partitions if
+        they are placed by hand."""
         topic = self.topic(name)
         if count <= len(topic.partitions):
             raise RequestError(errors.InvalidPartitionsError,
                                f"topic {name!r} has {len(topic.partitions)} partitions; "
                                f"the new count must be larger, not {count}")
+        if assignment is not None:
+            added = count - len(topic.partitions)
+            if len(assignment) != added:
+                raise RequestError(errors.InvalidReplicationAssignmentError,
+                                   f"Attempted to add {added} additional partition(s), but only "
+                                   f"{len(assignment)} assignment(s) were specified.")
+            self.check_assignment(assignment, len(topic.partitions),
+                                  len(topic.partitions[0].replicas))
         return topic
 
-    async def create_partitions(self, name: str, count: int) -> None:
+    async def create_partitions(self, name: str, count: int,
+                                assignment: Assignment | None = None) -> None:
         async with self._lock:
-            topic = self.check_partition_count(name, count)
+            topic = self.check_partition_count(name, count, assignment)
             await self._commit(self._new_partitions(
-                topic, range(len(topic.partitions), count), len(topic.partitions[0].replicas)))
+                topic, range(len(topic.partitions), count), len(topic.partitions[0].replicas),
+                assignment))
 
     async def delete_topic(self, name: str) -> None:
         async with self._lock:

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
-from kafka.protocol.admin import CreateTopicsRequest
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+from kafka.protocol.admin import CreatePartitionsRequest, CreateTopicsRequest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 from kafka import errors
 from kafka.protocol.producer import InitProducerIdRequest, InitProducerIdResponse, ProduceResponse
@@ -201,12 +202,12 @@ def produce_all(bootstrap: str, topic: str, values: list[bytes], acks: str = "al
     assert producer.flush(WAIT) == 0
 
 
-def read_all(bootstrap: str, topic: str) -> list[bytes]:
-    """Partition 0, from the beginning to its high watermark."""
+def read_all(bootstrap: str, topic: str, partition: int = 0) -> list[bytes]:
+    """One partition, from the beginning to its high watermark."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
                          "enable.auto.commit": False})
-    _, end = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=WAIT)
-    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    _, end = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=WAIT)
+    consumer.assign([TopicPartition(topic, partition, OFFSET_BEGINNING)])
     read, offset = [], -1
     deadline = time.monotonic() + WAIT
     while offset < end - 1 and time.monotonic() < deadline:
@@ -385,3 +386,77 @@ def test_init_producer_id_without_a_controller_answers_a_retriable_error(quorum_
         wait_for(lambda: raw.call(InitProducerIdRequest(
             version=4, transactional_id=None, transaction_timeout_ms=60000),
             InitProducerIdResponse).error_code == 0, "a producer id")
+
+
+def test_replicas_placed_by_hand_are_where_the_admin_put_them(quorum_cluster):
+    """CreateTopics and CreatePartitions with replica assignments, from librdkafka's admin
+    client: each partition has those replicas in that order, its first leads, and records
+    go through acks=all."""
+    cluster = quorum_cluster(3)
+    registered(cluster)
+    admin = AdminClient({"bootstrap.servers": bootstrap(cluster)})
+    placed = [[2, 3], [3, 1], [1, 2]]
+    # librdkafka wants the count too; on the wire both counts are -1 beside an assignment.
+    admin.create_topics([NewTopic("placed", len(placed), replica_assignment=placed)]
+                        )["placed"].result(WAIT)
+    admin.create_partitions([NewPartitions("placed", 4, replica_assignment=[[3, 2]])]
+                            )["placed"].result(WAIT)
+    wait_for(lambda: all([(p.replicas, p.leader, sorted(p.isr)) for _, p in sorted(
+        probe.partitions(node.bootstrap, "placed").items())] == [
+            ([2, 3], 2, [2, 3]), ([3, 1], 3, [1, 3]), ([1, 2], 1, [1, 2]), ([3, 2], 3, [2, 3])]
+        for node in cluster.nodes.values()), "every node to see the partitions placed as asked")
+    failed = []
+    producer = Producer({"bootstrap.servers": bootstrap(cluster), "acks": "all",
+                         "on_delivery": lambda err, _: err and failed.append(err)})
+    for partition in range(4):
+        producer.produce("placed", b"%d" % partition, partition=partition)
+    assert producer.flush(WAIT) == 0 and not failed, failed
+    assert [read_all(bootstrap(cluster), "placed", p) for p in range(4)] == [
+        [b"0"], [b"1"], [b"2"], [b"3"]]
+
+
+def test_a_bad_replica_assignment_is_refused_with_kafkas_reasons(quorum_cluster):
+    cluster = quorum_cluster(3)
+    registered(cluster)
+    controller = ("127.0.0.1", cluster.nodes[probe.quorum_leader(bootstrap(cluster))].port)
+    Topic = CreateTopicsRequest.CreatableTopic
+
+    def create(name: str, *placed: tuple[int, list[int]], partitions: int = -1
+               ) -> tuple[int, str | None]:
+        request = CreateTopicsRequest(version=5, timeout_ms=10000, validate_only=False, topics=[
+            Topic(name=name, num_partitions=partitions, replication_factor=-1, configs=[],
+                  assignments=[Topic.CreatableReplicaAssignment(partition_index=i, broker_ids=b)
+                               for i, b in placed])])
+        result = probe.call(controller, request, timeout=WAIT).topics[0]
+        return result.error_code, result.error_message
+
+    invalid = errors.InvalidReplicationAssignmentError.errno
+    assert create("t", (0, [1, 7])) == (
+        invalid, "The manual partition assignment includes broker 7, but no such broker is "
+                 "registered.")
+    assert create("t", (0, [2, 2])) == (
+        invalid, "The manual partition assignment includes the broker 2 more than once.")
+    assert create("t", (0, [])) == (
+        invalid, "The manual partition assignment includes an empty replica list.")
+    assert create("t", (0, [1, 2]), (1, [3])) == (
+        invalid, "The manual partition assignment includes a partition with 1 replica(s), but "
+                 "this is not consistent with previous partitions, which have 2 replica(s).")
+    assert create("t", (0, [1]), (0, [2])) == (
+        invalid, "Found multiple manual partition assignments for partition 0")
+    assert create("t", (0, [1]), (2, [2])) == (
+        invalid, "partitions should be a consecutive 0-based integer sequence")
+    assert create("t", (0, [1]), partitions=1) == (
+        errors.InvalidRequestError.errno,
+        "A manual partition assignment was specified, but numPartitions was not set to -1.")
+    assert probe.partitions(f"127.0.0.1:{controller[1]}", "t") == {}
+
+    assert create("t", (0, [1]), (1, [2])) == (0, None)
+    Added = CreatePartitionsRequest.CreatePartitionsTopic
+    grow = probe.call(controller, CreatePartitionsRequest(
+        version=1, timeout_ms=10000, validate_only=False, topics=[Added(
+            name="t", count=4, assignments=[
+                Added.CreatePartitionsAssignment(broker_ids=[3])])]), timeout=WAIT).results[0]
+    assert (grow.error_code, grow.error_message) == (
+        invalid, "Attempted to add 2 additional partition(s), but only 1 assignment(s) were "
+                 "specified.")
+    assert len(probe.partitions(f"127.0.0.1:{controller[1]}", "t")) == 2

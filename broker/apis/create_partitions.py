@@ -1,4 +1,5 @@
-"""CreatePartitions (37): grow a topic's partition count. Answered by the active controller."""
+"""CreatePartitions (37): grow a topic's partition count, the new partitions' replicas
+placed by the controller or by hand. Answered by the active controller."""
 from kafka import errors
 from kafka.protocol.admin import CreatePartitionsRequest, CreatePartitionsResponse
 
@@ -19,13 +20,12 @@ async def create_partitions(request, ctx):
         try:
             if not node.controller_active:
                 raise RequestError(errors.NotControllerError, "no active controller is reachable")
-            if wanted.assignments:
-                raise RequestError(errors.InvalidRequestError,
-                                   "manual replica assignments are not supported")
+            placed = (None if wanted.assignments is None
+                      else [list(a.broker_ids) for a in wanted.assignments])
             if request.validate_only:
-                node.controller.check_partition_count(wanted.name, wanted.count)
+                node.controller.check_partition_count(wanted.name, wanted.count, placed)
             else:
-                await node.controller.create_partitions(wanted.name, wanted.count)
+                await node.controller.create_partitions(wanted.name, wanted.count, placed)
         except RequestError as exc:
             result.error_code = exc.code
             result.error_message = exc.message

@@ -1,4 +1,5 @@
-"""CreateTopics (19): partitions, replication factor, configs, validate_only.
+"""CreateTopics (19): partitions and replication factor, or replicas placed by hand;
+configs; validate_only.
 
 Answered by the active controller; any other node forwards the request to it.
 """
@@ -30,18 +31,15 @@ async def create_topics(request, ctx):
             if names.count(wanted.name) > 1:
                 raise RequestError(errors.InvalidRequestError,
                                    f"topic {wanted.name!r} appears more than once in the request")
-            if wanted.assignments:
-                raise RequestError(errors.InvalidRequestError,
-                                   "manual replica assignments are not supported; "
-                                   "give num_partitions and replication_factor")
             configs = {c.name: c.value for c in wanted.configs}
-            partitions, replication, configs = node.controller.check_new_topic(
-                wanted.name, wanted.num_partitions, wanted.replication_factor, configs)
+            placed = [(a.partition_index, list(a.broker_ids)) for a in wanted.assignments]
             if request.validate_only:
-                result.num_partitions, result.replication_factor = partitions, replication
+                result.num_partitions, result.replication_factor, _, _ = (
+                    node.controller.check_new_topic(wanted.name, wanted.num_partitions,
+                                                    wanted.replication_factor, configs, placed))
             else:
-                topic = await node.controller.create_topic(wanted.name, partitions, replication,
-                                                           configs)
+                topic = await node.controller.create_topic(
+                    wanted.name, wanted.num_partitions, wanted.replication_factor, configs, placed)
                 result.topic_id = topic.id
                 result.num_partitions = len(topic.partitions)
                 result.replication_factor = len(topic.partitions[0].replicas)
