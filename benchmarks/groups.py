@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -87,6 +88,9 @@ class Cluster:
     def status(self) -> dict:
         return json.loads(kraftboard("cluster", "status", "--json", "--data-dir",
                                      str(self.directory)).stdout)
+
+    def pid(self, node_id: int) -> int:
+        return next(n["pid"] for n in self.status()["nodes"] if n["id"] == node_id)
 
     @property
     def bootstrap(self) -> str:
@@ -289,42 +293,51 @@ def failover(cluster: Cluster, topic: str) -> tuple[float, float]:
     return stable, committed
 
 
-def commit_rate(cluster: Cluster, topic: str, count: int, window: int) -> float:
+class Rate(NamedTuple):
+    per_second: float
+    cpu_us: float | None  # the coordinator process's CPU time per request; None off Linux
+
+
+def commit_rate(cluster: Cluster, topic: str, count: int, window: int) -> Rate:
     """OffsetCommit requests answered per second by one coordinator, pipelined `window`
     deep on one connection (generation -1: an empty group, as admin tools commit)."""
     group = f"commits-{uuid.uuid4().hex[:6]}"
-    conn = wait("a coordinator that accepts a first commit",
-                lambda: first_commit(cluster, group, topic))
+    conn, node = wait("a coordinator that accepts a first commit",
+                      lambda: first_commit(cluster, group, topic))
     frames = [conn.frame(commit_request(group, topic, i % PARTITIONS, i)) for i in range(count)]
     try:
-        return pipelined_rate(conn, frames, window, OffsetCommitResponse, COMMIT_VERSION,
-                              lambda answer: [p.error_code for t in answer.topics
-                                              for p in t.partitions])
+        return pipelined_rate(conn, cluster.pid(node), frames, window, OffsetCommitResponse,
+                              COMMIT_VERSION, lambda answer: [
+                                  p.error_code for t in answer.topics for p in t.partitions])
     finally:
         conn.close()
 
 
-def heartbeat_rate(cluster: Cluster, topic: str, count: int, window: int) -> float:
+def heartbeat_rate(cluster: Cluster, topic: str, count: int, window: int) -> Rate:
     """Heartbeat requests answered per second by one coordinator, pipelined as commits are.
     Unlike commits, each waits for the one before it (Kafka's order within a connection);
     the member is unknown, so this is the request path alone."""
     group = f"heartbeats-{uuid.uuid4().hex[:6]}"
-    conn = wait("a coordinator that accepts a first commit",
-                lambda: first_commit(cluster, group, topic))
+    conn, node = wait("a coordinator that accepts a first commit",
+                      lambda: first_commit(cluster, group, topic))
     frames = [conn.frame(HeartbeatRequest(version=HEARTBEAT_VERSION, group_id=group,
                                           generation_id=1, member_id="gone"))
               for _ in range(count)]
     try:
-        return pipelined_rate(conn, frames, window, HeartbeatResponse, HEARTBEAT_VERSION,
-                              lambda answer: [answer.error_code], expected={UNKNOWN_MEMBER_ID})
+        return pipelined_rate(conn, cluster.pid(node), frames, window, HeartbeatResponse,
+                              HEARTBEAT_VERSION, lambda answer: [answer.error_code],
+                              expected={UNKNOWN_MEMBER_ID})
     finally:
         conn.close()
 
 
-def pipelined_rate(conn: Connection, frames: list[bytes], window: int, response_class,
-                   version: int, error_codes, expected: set[int] = frozenset()) -> float:
-    """Send `frames` keeping `window` unanswered; answers per second. Every 100th answer is
-    decoded and its unexpected error codes are printed."""
+def pipelined_rate(conn: Connection, pid: int, frames: list[bytes], window: int,
+                   response_class, version: int, error_codes,
+                   expected: set[int] = frozenset()) -> Rate:
+    """Send `frames` keeping `window` unanswered: answers per second, and the CPU time
+    process `pid` spent per answer. Every 100th answer is decoded and its unexpected error
+    codes are printed."""
+    cpu_before = cpu_seconds(pid)
     errors: dict[int, int] = {}
     started = time.monotonic()
     sent = received = 0
@@ -351,14 +364,26 @@ def pipelined_rate(conn: Connection, frames: list[bytes], window: int, response_
             del buffer[:4 + size]
             received += 1
     elapsed = time.monotonic() - started
+    cpu_after = cpu_seconds(pid)
     if errors:
         print(f"  sampled answers failed, by error code: {errors}")
-    return count / elapsed
+    cpu_us = None if None in (cpu_before, cpu_after) else (cpu_after - cpu_before) / count * 1e6
+    return Rate(count / elapsed, cpu_us)
 
 
-def first_commit(cluster: Cluster, group: str, topic: str) -> Connection | None:
-    """A connection to the group's coordinator once it has acknowledged a commit; None
-    while the coordinator moves or loads (a new `__consumer_offsets` is being led)."""
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a process so far, from Linux's /proc; None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def first_commit(cluster: Cluster, group: str, topic: str) -> tuple[Connection, int] | None:
+    """A connection to the group's coordinator, and its node id, once it has acknowledged
+    a commit; None while the coordinator moves or loads (a new `__consumer_offsets`
+    partition is being led)."""
     node = coordinator(cluster, group)
     if node is None:
         return None
@@ -366,7 +391,7 @@ def first_commit(cluster: Cluster, group: str, topic: str) -> Connection | None:
     answer = conn.call(commit_request(group, topic, 0, 0), OffsetCommitResponse)
     error = answer.topics[0].partitions[0].error_code
     if error == 0:
-        return conn
+        return conn, node
     conn.close()
     if error in COORDINATOR_MOVING:
         return None
@@ -410,11 +435,12 @@ def main() -> None:
             # First, while every node is up and leads what it was given.
             rate = commit_rate(cluster, topic, args.commits, args.window)
             print(f"OffsetCommit v{COMMIT_VERSION} on one coordinator (RF 3, acks=all), "
-                  f"{args.window} in flight on one connection: {rate:,.0f} requests/s over "
-                  f"{args.commits:,} (target >= 20,000/s)")
+                  f"{args.window} in flight on one connection: {rate.per_second:,.0f} "
+                  f"requests/s over {args.commits:,}{cpu_note(rate)} (target >= 20,000/s)")
             rate = heartbeat_rate(cluster, topic, args.commits, args.window)
             print(f"Heartbeat v{HEARTBEAT_VERSION} of an unknown member, the same way: "
-                  f"{rate:,.0f} requests/s (each waits for the one before; no target)")
+                  f"{rate.per_second:,.0f} requests/s{cpu_note(rate)} (each waits for the "
+                  "one before; no target)")
             feeder = Feeder(cluster.bootstrap, topic)
             print(f"members: {MEMBERS} librdkafka consumers, session.timeout.ms "
                   f"{SESSION_TIMEOUT_MS}, heartbeat.interval.ms {HEARTBEAT_INTERVAL_MS}, "
@@ -443,6 +469,10 @@ def create(admin: AdminClient, topic: str) -> bool:
         return True
     except KafkaException:
         return False
+
+
+def cpu_note(rate: Rate) -> str:
+    return "" if rate.cpu_us is None else f", coordinator CPU {rate.cpu_us:,.0f} µs per request"
 
 
 def ms(seconds: float) -> str:
