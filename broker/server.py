@@ -20,6 +20,7 @@ import asyncio
 import functools
 import logging
 import struct
+from collections import deque
 
 from kafka.protocol.metadata import ApiVersionsResponse
 
@@ -40,7 +41,11 @@ RUN_KEYS = frozenset({PRODUCE_KEY, OFFSET_COMMIT_KEY})  # APIs whose runs start 
 API_VERSIONS_KEY = 18
 SASL_KEYS = frozenset({17, 36})  # SaslHandshake, SaslAuthenticate
 UNSUPPORTED_VERSION = 35
-MAX_IN_FLIGHT = 64  # requests read ahead per connection before reading pauses
+# A connection's requests read ahead before reading pauses: at most this many, and frames of
+# at most this many bytes (one bigger frame is still read, alone). Pipelined commits and
+# produces read together share one append, so more read ahead costs less per request.
+MAX_IN_FLIGHT = 256
+READ_AHEAD_BYTES = 16 * 1024 * 1024
 # What a node answers before its broker side is ready: version negotiation, SASL and the quorum.
 ANSWERED_BEFORE_READY = frozenset({API_VERSIONS_KEY, *SASL_KEYS, 55})
 # What a SASL listener answers before the client has authenticated.
@@ -109,6 +114,9 @@ class Connection:
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.max_frame = node.config["socket.request.max.bytes"]
         self.responses: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
+        self._frame_sizes: deque[int] = deque()  # of the requests in `responses`, in order
+        self._unanswered_bytes = 0
+        self._answered = asyncio.Event()  # set when an answer leaves `responses`
         self.from_peer = False  # another node's connection, cut by the isolate drill
         # Requests of the current run that started at once and have not finished, with
         # their API key (one key at a time), and the last request that instead waited for
@@ -144,6 +152,9 @@ class Connection:
 
     async def _read_requests(self) -> None:
         while True:
+            while self._unanswered_bytes >= READ_AHEAD_BYTES:
+                self._answered.clear()
+                await self._answered.wait()
             size = struct.unpack(">i", await self.reader.readexactly(4))[0]
             if not REQUEST_PREFIX.size <= size <= self.max_frame:
                 raise CloseConnection(f"frame of {size} bytes is outside 8..socket.request.max.bytes"
@@ -162,7 +173,7 @@ class Connection:
             if not api.supports(version):
                 if api_key != API_VERSIONS_KEY:
                     raise CloseConnection(f"{api.request.name} v{version} is not supported")
-                await self.responses.put(self._unsupported_api_versions(correlation_id))
+                await self._queue(self._unsupported_api_versions(correlation_id), size)
                 continue
             try:
                 request = codec.decode(api.request, frame, version)
@@ -189,7 +200,7 @@ class Connection:
                 task.add_done_callback(self._run.pop)
             else:
                 self._last_waiting = task
-            await self.responses.put(task)
+            await self._queue(task, size)
             if not self.session.authenticated:
                 # The SASL exchange decides what the next request may be: no reading ahead.
                 await asyncio.wait([task])
@@ -215,6 +226,16 @@ class Connection:
         future.set_result(codec.encode(response))
         return future
 
+    async def _queue(self, answer: asyncio.Future, frame_size: int) -> None:
+        self._frame_sizes.append(frame_size)
+        self._unanswered_bytes += frame_size
+        await self.responses.put(answer)
+
+    def _dequeued(self) -> None:
+        """An answer was taken from `responses`: its request no longer counts as read ahead."""
+        self._unanswered_bytes -= self._frame_sizes.popleft()
+        self._answered.set()
+
     async def _send_responses(self) -> None:
         pending = await self.responses.get()
         while pending is not None:
@@ -224,6 +245,7 @@ class Connection:
             while True:
                 try:
                     data = await pending
+                    self._dequeued()
                 except CloseConnection as exc:
                     self._log_close(exc)
                     await self._write(answers)

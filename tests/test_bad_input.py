@@ -37,6 +37,7 @@ from kafka.protocol.producer import (
 from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 
+from broker.server import MAX_IN_FLIGHT, READ_AHEAD_BYTES
 from conftest import NodeProcess
 
 REQUEST_MAX_BYTES = 64 * 1024
@@ -511,7 +512,7 @@ def test_null_client_id_is_accepted(node):
 def test_pipelined_requests_are_answered_in_order(node, topic):
     """More requests written at once than the node reads ahead per connection: answers
     keep request order, appends keep it too."""
-    count = 160
+    count = MAX_IN_FLIGHT + 100
     with Raw(node) as raw:
         frames, ids = [], []
         for i in range(count):
@@ -532,6 +533,32 @@ def test_pipelined_requests_are_answered_in_order(node, topic):
         assert offsets == list(range(len(offsets)))
         values = [r.value for r in iter_records(raw.fetch(topic, 0).records)]
         assert values == [b"%d" % i for i in range(count) if i % 4]
+
+
+def test_frames_past_the_read_ahead_budget_are_read_once_answers_go_out(node_factory):
+    """More frame bytes pipelined behind a waiting request than a connection reads ahead:
+    the node stops reading until answers go out, then reads on, and answers every request
+    in order."""
+    roomy = node_factory("roomy")  # default limits: 100 MB frames, 1 MB batches
+    big = batch([b"x" * (2 << 20)])  # over message.max.bytes: refused, nothing stored
+    count = READ_AHEAD_BYTES // len(big) + 4
+    Topic = FetchRequest.FetchTopic
+    with Raw(roomy) as raw:
+        assert raw.create_topics(["roomy"])["roomy"] == 0
+        # A fetch that waits a second for data that never comes holds up what follows it.
+        waiting = raw.frame(FetchRequest(
+            version=FETCH_V, max_wait_ms=1000, min_bytes=1, max_bytes=1 << 20,
+            topics=[Topic(topic="roomy", partitions=[Topic.FetchPartition(
+                partition=0, fetch_offset=0, partition_max_bytes=1 << 20)])]))
+        raw.sock.sendall(waiting + b"".join(raw.frame(produce_request("roomy", {0: big}))
+                                            for _ in range(count)))
+        first = raw.correlation_id - count
+        assert raw.receive(FetchResponse, FETCH_V, first).responses[0].partitions[0].records in (
+            b"", None)
+        for correlation_id in range(first + 1, raw.correlation_id + 1):
+            part = raw.receive(ProduceResponse, PRODUCE_V, correlation_id).responses[0] \
+                .partition_responses[0]
+            assert (part.error_code, part.base_offset) == (MESSAGE_TOO_LARGE, -1)
 
 
 def test_stalled_partial_frame_does_not_block_others(node):
