@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import ssl
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -20,6 +21,22 @@ class ConfigError(Exception):
     """A configuration that cannot be used; the message says where and why."""
 
 
+class ConfigType(IntEnum):
+    """Kafka's type of a setting (its ConfigDef.Type), as DescribeConfigs reports it."""
+    BOOLEAN = 1
+    STRING = 2
+    INT = 3
+    SHORT = 4
+    LONG = 5
+    DOUBLE = 6
+    LIST = 7
+    PASSWORD = 9  # sensitive: its value is never shown
+
+
+KIND_TYPES = {bool: ConfigType.BOOLEAN, str: ConfigType.STRING, int: ConfigType.INT,
+              float: ConfigType.DOUBLE, list: ConfigType.LIST}
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -27,6 +44,15 @@ class Setting:
     default: Any
     doc: str
     check: Callable[[Any], str | None] | None = None  # returns the reason a value is refused
+    kafka_type: ConfigType | None = None  # when Kafka's is not the one `kind` maps to
+
+    @property
+    def config_type(self) -> ConfigType:
+        return self.kafka_type or KIND_TYPES[self.kind]
+
+    @property
+    def sensitive(self) -> bool:
+        return self.config_type is ConfigType.PASSWORD
 
 
 def at_least(low: int) -> Callable[[Any], str | None]:
@@ -164,7 +190,8 @@ NODE_SETTINGS = {s.name: s for s in [
             one_of("PEM")),
     Setting("ssl.keystore.location", str, None,
             "PEM file with this node's private key and certificate chain (SSL listeners)"),
-    Setting("ssl.key.password", str, None, "the password of an encrypted private key"),
+    Setting("ssl.key.password", str, None, "the password of an encrypted private key",
+            kafka_type=ConfigType.PASSWORD),
     Setting("ssl.truststore.type", str, "PEM", "only PEM: CA certificates", one_of("PEM")),
     Setting("ssl.truststore.location", str, None,
             "PEM file with the CA certificates that sign client certificates"),
@@ -174,7 +201,7 @@ NODE_SETTINGS = {s.name: s for s in [
             "mechanisms SASL listeners offer: " + ", ".join(SASL_MECHANISMS), _mechanisms),
     Setting("sasl.users", dict, {},
             "kraftboard's own key, not Kafka's: user name -> password for SASL listeners",
-            _users),
+            _users, kafka_type=ConfigType.PASSWORD),
     Setting("log.dirs", str, None, "the node's data directory"),
     Setting("num.partitions", int, 1, "partitions of an auto-created topic", at_least(1)),
     Setting("default.replication.factor", int, 1, "replicas of an auto-created topic", at_least(1)),
@@ -182,17 +209,21 @@ NODE_SETTINGS = {s.name: s for s in [
     Setting("auto.create.topics.enable", bool, True, "create a topic on Metadata or Produce to it"),
     Setting("message.max.bytes", int, 1048588, "largest record batch a topic accepts", at_least(0)),
     Setting("socket.request.max.bytes", int, 104857600, "largest request frame", at_least(1)),
-    Setting("log.retention.ms", int, 604800000, "default retention.ms (-1: forever)", at_least(-1)),
-    Setting("log.retention.bytes", int, -1, "default retention.bytes (-1: no limit)", at_least(-1)),
-    Setting("log.retention.check.interval.ms", int, 300000, "how often retention runs", at_least(1)),
-    Setting("log.cleanup.policy", str, "delete", "default cleanup.policy", _cleanup_policy),
+    Setting("log.retention.ms", int, 604800000, "default retention.ms (-1: forever)", at_least(-1),
+            kafka_type=ConfigType.LONG),
+    Setting("log.retention.bytes", int, -1, "default retention.bytes (-1: no limit)", at_least(-1),
+            kafka_type=ConfigType.LONG),
+    Setting("log.retention.check.interval.ms", int, 300000, "how often retention runs", at_least(1),
+            kafka_type=ConfigType.LONG),
+    Setting("log.cleanup.policy", str, "delete", "default cleanup.policy", _cleanup_policy,
+            kafka_type=ConfigType.LIST),
     Setting("log.flush.interval.messages", int, 9223372036854775807,
             "1 makes every commit fsync (SQLite synchronous=FULL); durability otherwise "
-            "comes from replication, as in Kafka", at_least(1)),
+            "comes from replication, as in Kafka", at_least(1), kafka_type=ConfigType.LONG),
     Setting("offsets.topic.num.partitions", int, 50, "partitions of __consumer_offsets", at_least(1)),
     Setting("offsets.topic.replication.factor", int, 3,
             "replicas of __consumer_offsets, at most the number of controller quorum voters",
-            at_least(1)),
+            at_least(1), kafka_type=ConfigType.SHORT),
     Setting("offsets.commit.timeout.ms", int, 5000,
             "how long an offset commit waits for every in-sync replica", at_least(1)),
     Setting("offset.metadata.max.bytes", int, 4096, "largest metadata string of a committed offset",
@@ -202,24 +233,25 @@ NODE_SETTINGS = {s.name: s for s in [
     Setting("group.max.session.timeout.ms", int, 1800000,
             "longest session timeout a member may ask for", at_least(1)),
     Setting("log.cleaner.backoff.ms", int, 15000, "how often compacted logs are checked for cleaning",
-            at_least(1)),
+            at_least(1), kafka_type=ConfigType.LONG),
     Setting("log.cleaner.min.cleanable.ratio", float, 0.5, "default min.cleanable.dirty.ratio",
             between(0, 1)),
     Setting("log.cleaner.delete.retention.ms", int, 86400000, "default delete.retention.ms",
-            at_least(0)),
+            at_least(0), kafka_type=ConfigType.LONG),
     Setting("broker.heartbeat.interval.ms", int, 2000, "how often a broker heartbeats to the controller",
             at_least(1)),
     Setting("broker.session.timeout.ms", int, 9000,
             "a broker silent this long is fenced and loses its leaderships", at_least(1)),
     Setting("replica.lag.time.max.ms", int, 30000,
-            "a follower not caught up for this long leaves the ISR", at_least(1)),
+            "a follower not caught up for this long leaves the ISR", at_least(1),
+            kafka_type=ConfigType.LONG),
     Setting("replica.fetch.wait.max.ms", int, 500, "a follower fetch's max_wait_ms", at_least(0)),
     Setting("unclean.leader.election.enable", bool, False,
             "default for topics: elect an out-of-sync replica rather than none"),
     Setting("auto.leader.rebalance.enable", bool, True,
             "move leadership back to preferred replicas"),
     Setting("leader.imbalance.check.interval.seconds", int, 300,
-            "how often leadership is rebalanced", at_least(1)),
+            "how often leadership is rebalanced", at_least(1), kafka_type=ConfigType.LONG),
     Setting("leader.imbalance.per.broker.percentage", int, 10,
             "accepted for compatibility; as Kafka's KRaft controller, every partition whose "
             "preferred replica can lead is rebalanced", at_least(0)),
@@ -243,17 +275,21 @@ PATH_KEYS = ("log.dirs", "ssl.keystore.location", "ssl.truststore.location")
 
 # Topic settings a client can set per topic (CreateTopics, AlterConfigs).
 TOPIC_SETTINGS = {s.name: s for s in [
-    Setting("retention.ms", int, None, "delete batches older than this (-1: forever)", at_least(-1)),
-    Setting("retention.bytes", int, None, "delete the oldest batches past this size", at_least(-1)),
-    Setting("cleanup.policy", str, None, "delete, compact or both", _cleanup_policy),
+    Setting("retention.ms", int, None, "delete batches older than this (-1: forever)", at_least(-1),
+            kafka_type=ConfigType.LONG),
+    Setting("retention.bytes", int, None, "delete the oldest batches past this size", at_least(-1),
+            kafka_type=ConfigType.LONG),
+    Setting("cleanup.policy", str, None, "delete, compact or both", _cleanup_policy,
+            kafka_type=ConfigType.LIST),
     Setting("max.message.bytes", int, None, "largest record batch accepted", at_least(0)),
     Setting("min.insync.replicas", int, None, "replicas an acks=all write needs", at_least(1)),
     Setting("message.timestamp.type", str, "CreateTime", "CreateTime or LogAppendTime",
             one_of("CreateTime", "LogAppendTime")),
     Setting("segment.bytes", int, 1073741824, "accepted for compatibility", at_least(14)),
-    Setting("segment.ms", int, 604800000, "accepted for compatibility", at_least(1)),
+    Setting("segment.ms", int, 604800000, "accepted for compatibility", at_least(1),
+            kafka_type=ConfigType.LONG),
     Setting("delete.retention.ms", int, None, "how long tombstones survive compaction",
-            at_least(0)),
+            at_least(0), kafka_type=ConfigType.LONG),
     Setting("min.cleanable.dirty.ratio", float, None,
             "compact once this share of the log is new since the last cleaning", between(0, 1)),
     Setting("unclean.leader.election.enable", bool, False, "elect an out-of-sync replica",

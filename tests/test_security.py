@@ -19,7 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaConnectionError, SaslAuthenticationFailed
 from confluent_kafka import Consumer, KafkaError, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
+from kafka.protocol.admin import DescribeConfigsRequest, DescribeConfigsResponse
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 from kafka.protocol.sasl import (
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
@@ -36,6 +37,8 @@ from tui.source import ClusterSource
 
 USER, PASSWORD = "alice", "wonderland"
 WAIT_S = 20
+BROKER_RESOURCE = 4
+PASSWORD_TYPE = 9  # Kafka's ConfigType of sensitive settings
 SASL_AUTHENTICATION_FAILED = 58
 UNSUPPORTED_SASL_MECHANISM = 33
 ILLEGAL_SASL_STATE = 34
@@ -194,6 +197,35 @@ def test_plaintext_listener_still_advertises_itself(node):
     with Raw(node) as raw:
         metadata = raw.call(MetadataRequest(version=1, topics=None), MetadataResponse)
     assert [(b.node_id, b.port) for b in metadata.brokers] == [(1, node.port)]
+
+
+def test_a_brokers_configs_are_described_with_kafkas_types_and_no_passwords(node):
+    """DescribeConfigs of the broker resource, as `kafka-configs --describe --broker 1
+    --all` asks it: every setting, typed as Kafka types it, and the sensitive ones (the
+    SASL users' passwords) marked so and without their value."""
+    with Raw(node) as raw:
+        answer = raw.call(DescribeConfigsRequest(version=4, include_synonyms=True,
+                                                 include_documentation=True, resources=[
+            DescribeConfigsRequest.DescribeConfigsResource(
+                resource_type=BROKER_RESOURCE, resource_name="1", configuration_keys=None)]),
+            DescribeConfigsResponse).results[0]
+    assert answer.error_code == 0
+    configs = {c.name: c for c in answer.configs}
+    users = configs["sasl.users"]
+    assert (users.value, users.is_sensitive, users.config_type) == (None, True, PASSWORD_TYPE)
+    assert PASSWORD not in repr(answer)
+    types = {name: configs[name].config_type for name in (
+        "log.retention.ms", "message.max.bytes", "offsets.topic.replication.factor",
+        "auto.create.topics.enable", "log.cleanup.policy", "listeners")}
+    assert types == {"log.retention.ms": 5, "message.max.bytes": 3,  # LONG, INT
+                     "offsets.topic.replication.factor": 4, "auto.create.topics.enable": 1,
+                     "log.cleanup.policy": 7, "listeners": 2}  # SHORT, BOOLEAN, LIST, STRING
+    assert configs["listeners"].value.startswith("PLAINTEXT://")
+
+    admin = AdminClient({"bootstrap.servers": node.bootstrap})
+    resource = ConfigResource(ConfigResource.Type.BROKER, "1")
+    described = admin.describe_configs([resource])[resource].result(WAIT_S)
+    assert (described["sasl.users"].value, described["sasl.users"].is_sensitive) == (None, True)
 
 
 def test_every_broker_is_advertised_on_the_listener_the_client_used(tmp_path):

@@ -47,7 +47,7 @@ async def create_topics(request, ctx):
                     result.configs = [
                         ResultConfig(version=version, name=c.name, value=c.value,
                                      read_only=c.read_only, config_source=c.config_source,
-                                     is_sensitive=False)
+                                     is_sensitive=c.is_sensitive)
                         for c in describe_topic_configs(node, topic, None, version)]
         except RequestError as exc:
             result.error_code = exc.code

@@ -16,8 +16,6 @@ Synonym = Entry.DescribeConfigsSynonym
 TOPIC, BROKER = 2, 4
 # ConfigSource values
 DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG = 1, 4, 5
-# ConfigType values
-CONFIG_TYPES = {bool: 1, str: 2, int: 5, float: 6, list: 7}
 
 
 def config_string(value) -> str | None:
@@ -32,10 +30,12 @@ def config_string(value) -> str | None:
 
 def entry(setting: Setting, value, source: int, version: int, read_only: bool,
           synonyms: list[Synonym]) -> Entry:
-    return Entry(version=version, name=setting.name, value=config_string(value),
+    """One config; a sensitive one (a password) without its value, as Kafka answers."""
+    return Entry(version=version, name=setting.name,
+                 value=None if setting.sensitive else config_string(value),
                  read_only=read_only, config_source=source, is_default=source == DEFAULT_CONFIG,
-                 is_sensitive=False, synonyms=synonyms, config_type=CONFIG_TYPES[setting.kind],
-                 documentation=setting.doc)
+                 is_sensitive=setting.sensitive, synonyms=synonyms,
+                 config_type=setting.config_type, documentation=setting.doc)
 
 
 def node_source(node, key: str) -> int:
