@@ -41,9 +41,9 @@ RUN_KEYS = frozenset({PRODUCE_KEY, OFFSET_COMMIT_KEY})  # APIs whose runs start 
 API_VERSIONS_KEY = 18
 SASL_KEYS = frozenset({17, 36})  # SaslHandshake, SaslAuthenticate
 UNSUPPORTED_VERSION = 35
-# A connection's requests read ahead before reading pauses: at most this many, and frames of
-# at most this many bytes (one bigger frame is still read, alone). Pipelined commits and
-# produces read together share one append, so more read ahead costs less per request.
+# Reading a connection's requests ahead pauses at this many unanswered requests, or once
+# their frames reach this many bytes (so a frame bigger than that is still read). Pipelined
+# commits and produces read together share one append, so more read ahead costs less each.
 MAX_IN_FLIGHT = 256
 READ_AHEAD_BYTES = 16 * 1024 * 1024
 # What a node answers before its broker side is ready: version negotiation, SASL and the quorum.
