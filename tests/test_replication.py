@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
+                             TopicPartition)
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kafka.protocol.admin import CreatePartitionsRequest, CreateTopicsRequest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
@@ -413,6 +414,22 @@ def test_replicas_placed_by_hand_are_where_the_admin_put_them(quorum_cluster):
     assert producer.flush(WAIT) == 0 and not failed, failed
     assert [read_all(bootstrap(cluster), "placed", p) for p in range(4)] == [
         [b"0"], [b"1"], [b"2"], [b"3"]]
+
+    # A fenced broker may be placed by hand beside live ones, even past the live count; it
+    # is not in the ISR.
+    cluster.nodes[3].stop()  # a controlled shutdown: fenced at once
+    survivors = ",".join(cluster.nodes[i].bootstrap for i in (1, 2))
+    wait_for(lambda: {b.node_id for b in probe.ask_any(survivors, MetadataRequest(
+        version=1, topics=None)).brokers} == {1, 2}, "node 3 fenced")
+    admin = AdminClient({"bootstrap.servers": survivors})
+    admin.create_topics([NewTopic("around", 1, replica_assignment=[[3, 1, 2]])]
+                        )["around"].result(WAIT)
+    wait_for(lambda: [(p.replicas, p.leader, p.isr) for p in probe.partitions(
+        survivors, "around").values()] == [([3, 1, 2], 1, [1, 2])], "node 1 leading, 3 out")
+    with pytest.raises(KafkaException) as refused:
+        admin.create_topics([NewTopic("nowhere", 1, replica_assignment=[[3]])]
+                            )["nowhere"].result(WAIT)
+    assert refused.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT
 
 
 def test_a_bad_replica_assignment_is_refused_with_kafkas_reasons(quorum_cluster):
