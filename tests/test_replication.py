@@ -438,13 +438,16 @@ def test_a_bad_replica_assignment_is_refused_with_kafkas_reasons(quorum_cluster)
     controller = ("127.0.0.1", cluster.nodes[probe.quorum_leader(bootstrap(cluster))].port)
     Topic = CreateTopicsRequest.CreatableTopic
 
-    def create(name: str, *placed: tuple[int, list[int]], partitions: int = -1
-               ) -> tuple[int, str | None]:
-        request = CreateTopicsRequest(version=5, timeout_ms=10000, validate_only=False, topics=[
-            Topic(name=name, num_partitions=partitions, replication_factor=-1, configs=[],
-                  assignments=[Topic.CreatableReplicaAssignment(partition_index=i, broker_ids=b)
-                               for i, b in placed])])
+    def create(name: str, *placed: tuple[int, list[int]], partitions: int = -1,
+               validate_only: bool = False):
+        request = CreateTopicsRequest(version=5, timeout_ms=10000, validate_only=validate_only,
+                                      topics=[Topic(
+            name=name, num_partitions=partitions, replication_factor=-1, configs=[],
+            assignments=[Topic.CreatableReplicaAssignment(partition_index=i, broker_ids=b)
+                         for i, b in placed])])
         result = probe.call(controller, request, timeout=WAIT).topics[0]
+        if validate_only:
+            return result.error_code, result.num_partitions, result.replication_factor
         return result.error_code, result.error_message
 
     invalid = errors.InvalidReplicationAssignmentError.errno
@@ -465,6 +468,7 @@ def test_a_bad_replica_assignment_is_refused_with_kafkas_reasons(quorum_cluster)
     assert create("t", (0, [1]), partitions=1) == (
         errors.InvalidRequestError.errno,
         "A manual partition assignment was specified, but numPartitions was not set to -1.")
+    assert create("t", (0, [1, 2]), (1, [2, 3]), (2, [3, 1]), validate_only=True) == (0, 3, 2)
     assert probe.partitions(f"127.0.0.1:{controller[1]}", "t") == {}
 
     assert create("t", (0, [1]), (1, [2])) == (0, None)
