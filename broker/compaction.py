@@ -16,7 +16,7 @@ Every replica cleans its own log, as Kafka's log cleaner does, by the same rule:
   batch. A pass starts when the dirty part is at least `min.cleanable.dirty.ratio` of
   the cleanable bytes, or when a kept tombstone expires.
 
-Records are decoded and re-encoded with kafka-python's record batch reader and builder.
+Records are decoded and re-encoded with aiokafka's record batch reader and builder.
 """
 from __future__ import annotations
 
@@ -25,10 +25,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kafka.record.default_records import DefaultRecordBatch
-
 from broker.partition import PartitionLog
-from broker.records import Batch, iter_batches, new_builder, replicated_batches
+from broker.records import Batch, new_builder, replicated_batches
 
 if TYPE_CHECKING:
     from broker.node import Node
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READ_BYTES = 4 * 1024 * 1024
-LOG_APPEND_TIME = 1  # kafka-python's timestamp_type for LogAppendTime batches
 
 
 @dataclass
@@ -105,7 +102,7 @@ class LogCleaner:
             blobs = await partition.read(offset, READ_BYTES, limit)
             if not blobs:
                 return
-            for batch in iter_batches(blobs):
+            for batch in replicated_batches(blobs):
                 if batch.base_offset >= offset and batch.last_offset < limit:
                     yield batch
                 offset = max(offset, batch.next_offset)
@@ -115,8 +112,8 @@ class LogCleaner:
         """The newest offset of each key written in [start, limit)."""
         newest: dict[bytes, int] = {}
         async for batch in self._batches(partition, start, limit):
-            if not batch.is_control_batch:
-                for record in batch:
+            if not batch.is_control:
+                for record in batch.records():
                     if record.key is not None:
                         newest[record.key] = record.offset
         return newest
@@ -126,9 +123,9 @@ class LogCleaner:
         result = Pass()
         now_ms = time.time() * 1000
         async for batch in self._batches(partition, partition.log_start_offset, limit):
-            if batch.is_control_batch:
+            if batch.is_control:
                 continue
-            records = list(batch)
+            records = list(batch.records())
             kept = []
             for record in records:
                 if record.key is not None and newest.get(record.key, -1) > record.offset:
@@ -142,7 +139,7 @@ class LogCleaner:
                 kept.append(record)
             if len(kept) == len(records):
                 continue
-            size = batch.size_in_bytes
+            size = batch.size
             if not kept:
                 result.dropped.append(batch.base_offset)
                 result.bytes_before += size
@@ -154,15 +151,15 @@ class LogCleaner:
         return result
 
 
-def rebuild(batch: DefaultRecordBatch, kept: list) -> Batch:
+def rebuild(batch: Batch, kept: list) -> Batch:
     """`batch` holding only the `kept` records, offsets and leader epoch unchanged."""
-    builder = new_builder(batch.compression_type, batch.producer_id, batch.producer_epoch,
+    builder = new_builder(batch.codec, batch.producer_id, batch.producer_epoch,
                           batch.base_sequence)
     for record in kept:
         builder.append(record.offset - batch.base_offset, record.timestamp, record.key,
                        record.value, record.headers)
     [rebuilt] = replicated_batches(bytes(builder.build()))
     rebuilt.stamp(batch.base_offset, batch.leader_epoch)
-    if batch.timestamp_type == LOG_APPEND_TIME:
+    if batch.log_append_time:
         rebuilt.set_log_append_time(batch.max_timestamp)
     return rebuilt

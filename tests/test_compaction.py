@@ -4,6 +4,7 @@ the gaps, and `__consumer_offsets` is compacted too without losing a commit.
 """
 from __future__ import annotations
 
+import struct
 import time
 
 import pytest
@@ -14,6 +15,7 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from conftest import NodeProcess
+from test_bad_input import Raw
 from test_groups import WAIT_S, unique, wait_for
 
 KEYS = [f"k{i}".encode() for i in range(10)]
@@ -35,10 +37,18 @@ def admin(node):
     client.close()
 
 
-def produce_rounds(bootstrap: str, topic: str) -> dict[bytes, int]:
+def value(key: bytes, round_: int) -> bytes:
+    # Repeated, so that a round's batch compresses: librdkafka sends a batch uncompressed
+    # when compressing would not make it smaller.
+    return b"%s-%d " % (key, round_) * 10
+
+
+def produce_rounds(bootstrap: str, topic: str, codec: str = "none") -> dict[bytes, int]:
     """ROUNDS values of every key, a batch per round, then a tombstone for k0 and one more
-    record; returns the offset of each key's last write."""
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+    record; returns the offset of each key's last write. Each value has its round as a
+    header."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0,
+                         "compression.type": codec})
     offsets: dict[bytes, int] = {}
 
     def written(err, message):
@@ -47,7 +57,8 @@ def produce_rounds(bootstrap: str, topic: str) -> dict[bytes, int]:
 
     for round_ in range(ROUNDS):
         for key in KEYS:
-            producer.produce(topic, key=key, value=b"%s-%d" % (key, round_), on_delivery=written)
+            producer.produce(topic, key=key, value=value(key, round_),
+                             headers=[("round", b"%d" % round_)], on_delivery=written)
         producer.flush(WAIT_S)
     producer.produce(topic, key=KEYS[0], value=None, on_delivery=written)
     producer.flush(WAIT_S)
@@ -56,8 +67,9 @@ def produce_rounds(bootstrap: str, topic: str) -> dict[bytes, int]:
     return offsets
 
 
-def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes | None]]:
-    """(offset, key, value) of every record, from offset 0 (inside a gap once cleaned)."""
+def read_all(bootstrap: str, topic: str) -> list[tuple]:
+    """(offset, key, value, headers) of every record, from offset 0 (inside a gap once
+    cleaned)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("reader"),
                          "enable.auto.commit": False, "enable.partition.eof": True})
     consumer.assign([ConfluentTopicPartition(topic, 0, 0)])
@@ -72,33 +84,60 @@ def read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes, bytes | None]
                 if message.error().code() == message.error()._PARTITION_EOF:
                     return records
                 raise AssertionError(message.error())
-            records.append((message.offset(), message.key(), message.value()))
+            records.append((message.offset(), message.key(), message.value(),
+                            message.headers()))
     finally:
         consumer.close()
     raise AssertionError(f"did not reach the end of {topic}")
 
 
+def batches(data: bytes):
+    """Each batch of concatenated v2 batches, as fetched."""
+    pos = 0
+    while pos < len(data):
+        size = struct.unpack_from(">i", data, pos + 8)[0] + 12
+        yield data[pos:pos + size]
+        pos += size
+
+
+def batch_offsets(batch: bytes) -> tuple[int, int]:
+    """Its first and last offset."""
+    base = struct.unpack_from(">q", batch)[0]
+    return base, base + struct.unpack_from(">i", batch, 23)[0]
+
+
+def batch_codec(batch: bytes) -> int:
+    return struct.unpack_from(">h", batch, 21)[0] & 0x07
+
+
 def compacted(newest: dict[bytes, int], tombstone_kept: bool) -> list[tuple]:
     """What reading produce_rounds' records back shows once cleaned, in offset order."""
-    expected = [(newest[key], key, b"%s-%d" % (key, ROUNDS - 1)) for key in KEYS[1:]]
+    last_round = [("round", b"%d" % (ROUNDS - 1))]
+    expected = [(newest[key], key, value(key, ROUNDS - 1), last_round) for key in KEYS[1:]]
     if tombstone_kept:  # for delete.retention.ms
-        expected.append((newest[KEYS[0]], KEYS[0], None))
-    expected.append((newest[b"last"], b"last", b"newest batch"))
+        expected.append((newest[KEYS[0]], KEYS[0], None, None))
+    expected.append((newest[b"last"], b"last", b"newest batch", None))
     return sorted(expected)
 
 
-@pytest.mark.parametrize("tombstones_expire", [True, False])
-def test_compacted_topic_keeps_the_newest_value_per_key(node, admin, tombstones_expire):
+# The last round's batch loses k0 to its tombstone: it is rewritten, in its own codec.
+@pytest.mark.parametrize("tombstones_expire, codec",
+                         [(True, "none"), (False, "none"), (True, "zstd"), (False, "snappy")])
+def test_compacted_topic_keeps_the_newest_value_per_key(node, admin, tombstones_expire, codec):
     topic = unique("compacted")
     configs = {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"}
     if tombstones_expire:
         configs["delete.retention.ms"] = "0"
     admin.create_topics([NewTopic(topic, 1, 1, topic_configs=configs)])
-    newest = produce_rounds(node.bootstrap, topic)
+    newest = produce_rounds(node.bootstrap, topic, codec)
 
     expected = compacted(newest, tombstone_kept=not tombstones_expire)
     # Every record keeps its offset; the log end stays where it was.
     assert wait_for("the cleaner", lambda: read_all(node.bootstrap, topic) == sorted(expected))
+    with Raw(node) as raw:
+        [rewritten] = [b for b in batches(raw.fetch(topic, 0).records)
+                       if batch_offsets(b)[0] <= newest[KEYS[1]] <= batch_offsets(b)[1]]
+    assert batch_codec(rewritten) == ["none", "gzip", "snappy", "lz4", "zstd"].index(codec)
 
 
 def test_consumer_offsets_are_compacted_without_losing_a_commit(node_factory):

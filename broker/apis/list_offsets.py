@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from kafka.protocol.consumer import ListOffsetsRequest, ListOffsetsResponse
-from kafka.record.default_records import DefaultRecordBatch
 
 from broker.apis.fetch import check_leader_epoch
 from broker.errors import RequestError
+from broker.records import replicated_batches
 from broker.protocol import api
 
 TopicResponse = ListOffsetsResponse.ListOffsetsTopicResponse
@@ -18,9 +18,9 @@ def first_record_at(batch_bytes: bytes, timestamp: int | None, log_start: int) -
     """(offset, timestamp) of the batch's first record at or after `timestamp`, or of its
     record with the largest timestamp when `timestamp` is None; records before the log
     start (a batch cut by DeleteRecords) do not count."""
-    batch = DefaultRecordBatch(batch_bytes)
+    [batch] = replicated_batches(batch_bytes)
     best = (-1, -1)
-    for record in batch:
+    for record in batch.records():
         if record.offset < log_start:
             continue
         if timestamp is not None and record.timestamp >= timestamp:

@@ -4,7 +4,7 @@ Keys and values are Kafka's OffsetCommitKey/Value and GroupMetadataKey/Value: an
 version, then the fields (schemas in broker/schemas/), so Kafka's own tools (the
 offsets formatter of kafka-console-consumer) can read the topic. The key's version tells
 the two kinds apart: 0 and 1 are offsets, 2 is a group. A null value is a tombstone.
-Batches are built with kafka-python's record batch builder and read with its reader.
+Batches are built with aiokafka's record batch builder and read with its reader.
 """
 from __future__ import annotations
 

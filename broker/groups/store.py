@@ -24,7 +24,7 @@ from broker.groups.records import (
     GroupRecord, OffsetRecord, build_batches, decode, group_key, group_value,
 )
 from broker.partition import PartitionLog
-from broker.records import iter_batches, replicated_batches
+from broker.records import replicated_batches
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +76,13 @@ class OffsetsPartition:
             blobs = await self.log.read(offset, LOAD_READ_BYTES, end)
             if not blobs:
                 break
-            for batch in iter_batches(blobs):
+            for batch in replicated_batches(blobs):
                 if batch.next_offset <= offset:
                     continue
                 offset = batch.next_offset
-                if batch.is_control_batch:
+                if batch.is_control:
                     continue
-                for record in batch:
+                for record in batch.records():
                     decoded = decode(record.key, record.value, record.offset) if record.key else None
                     if isinstance(decoded, GroupRecord):
                         stored[decoded.group] = decoded

@@ -13,8 +13,8 @@ import struct
 import time
 from typing import Callable
 
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from crc32c import crc32c
-from kafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from broker.partition import FollowerProgress, PartitionLog
 from broker.records import ATTRIBUTES_AT, CONTROL, CRC_AT, CRC_START, replicated_batches
@@ -119,10 +119,10 @@ class MetadataLog(PartitionLog):
         """
         found, next_offset = [], offset
         for blob in await self.storage.read_batches(METADATA_PID, offset, end, max_bytes):
-            batch = DefaultRecordBatch(blob)
+            [batch] = replicated_batches(blob)
             if batch.next_offset > end:
                 break
-            if not batch.is_control_batch:
-                found.extend((r.offset, r.value) for r in batch if r.offset >= offset)
+            if not batch.is_control:
+                found.extend((r.offset, r.value) for r in batch.records() if r.offset >= offset)
             next_offset = batch.next_offset
         return found, next_offset
