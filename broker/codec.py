@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from typing import NamedTuple
 
 from kafka.protocol.api_data import ApiData
 from kafka.protocol.api_header import ApiHeader
@@ -66,12 +67,18 @@ def decode(message_class: type[ApiMessage], frame: bytes, version: int) -> ApiMe
     return message
 
 
-def encode(message: ApiMessage) -> bytes:
-    """A message whose header is set (`with_header`) as a frame with its size prefix."""
+class ResponseHeaderFields(NamedTuple):
+    """A response header's one field, encoded without building a ResponseHeader."""
+    correlation_id: int
+
+
+def encode(message: ApiMessage, header: ResponseHeaderFields | None = None) -> bytes:
+    """A message as a frame with its size prefix. Its header is `header`, or else the one
+    set by `with_header`."""
     encode_header, encode_body = _encoders(type(message), message.version)
     with EncodeBufferPool.acquire() as out:
         out.pos = FRAME_SIZE.size
-        encode_header(message.header, out)
+        encode_header(message.header if header is None else header, out)
         encode_body(message, out)
         FRAME_SIZE.pack_into(out.buf, 0, out.pos - FRAME_SIZE.size)
         return out.result()
@@ -83,12 +90,14 @@ def _data_encoder(data_class: type[ApiData], version: int):
     return data_class._struct.compiled_encode_into(version, compact=flexible, tagged=flexible)
 
 
-def encode_data(data: ApiData) -> bytes:
+def encode_data(data_class: type[ApiData], version: int, fields) -> bytes:
     """A versioned record such as an offset commit in `__consumer_offsets`: its int16
-    version, then its fields, as `data.encode()` writes it."""
-    encode_fields = _data_encoder(type(data), data.version)
+    version, then its fields, as `data_class(...).encode()` writes them. `fields` has the
+    schema's field names as attributes: an instance, or a named tuple that saves
+    building one (the compiled encoder only reads attributes)."""
+    encode_fields = _data_encoder(data_class, version)
     with EncodeBufferPool.acquire() as out:
         out.pos = DATA_VERSION.size
-        encode_fields(data, out)
-        DATA_VERSION.pack_into(out.buf, 0, data.version)
+        encode_fields(fields, out)
+        DATA_VERSION.pack_into(out.buf, 0, version)
         return bytes(out.result())

@@ -214,16 +214,14 @@ class Connection:
         response = await api.handler(request, context)
         if response is None:
             return None
-        response.with_header(correlation_id=context.correlation_id)
-        return codec.encode(response)
+        return codec.encode(response, codec.ResponseHeaderFields(context.correlation_id))
 
     def _unsupported_api_versions(self, correlation_id: int) -> asyncio.Future:
         """A client asking for a newer ApiVersions gets our ranges in the v0 format."""
         response = ApiVersionsResponse(version=0, error_code=UNSUPPORTED_VERSION,
                                        api_keys=supported_versions())
-        response.with_header(correlation_id=correlation_id)
         future = asyncio.get_running_loop().create_future()
-        future.set_result(codec.encode(response))
+        future.set_result(codec.encode(response, codec.ResponseHeaderFields(correlation_id)))
         return future
 
     async def _queue(self, answer: asyncio.Future, frame_size: int) -> None:

@@ -3,13 +3,13 @@ same messages, for every API version a node serves or sends, and for offset reco
 from __future__ import annotations
 
 import pytest
-from kafka.protocol.consumer import OffsetCommitRequest
+from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
 from kafka.protocol.metadata import ApiVersionsResponse
 from kafka.protocol.producer import ProduceRequest
 
 import broker.apis  # noqa: F401  (registers every API module)
 from broker import codec
-from broker.groups.records import OffsetCommitValue
+from broker.groups.records import CommittedOffset, OffsetCommitValue, offset_value
 from broker.protocol import REGISTRY
 
 VERSIONS = [(api.request, version) for api in REGISTRY.values()
@@ -34,6 +34,8 @@ def test_every_request_and_response_version_matches_kafka_python(request_class, 
     round_trip(request)
     response = request.header.get_response_class()[None](version=version)
     response.with_header(correlation_id=-5)
+    # The server gives the header's fields rather than building a header.
+    assert codec.encode(response, codec.ResponseHeaderFields(-5)) == codec.encode(response)
     if isinstance(response, ApiVersionsResponse):
         # Its header is v0 even in flexible versions; kafka-python decodes it its own way.
         assert bytes(codec.encode(response)) == bytes(response.encode(header=True, framed=True))
@@ -63,5 +65,22 @@ def test_nested_fields_and_records_survive():
 def test_an_offset_commit_record_is_written_as_kafka_python_writes_it():
     value = OffsetCommitValue(version=3, offset=2**40, leader_epoch=-1, metadata="ü" * 3,
                               commit_timestamp=1_700_000_000_000)
-    assert codec.encode_data(value) == bytes(value.encode())
-    assert OffsetCommitValue.decode(codec.encode_data(value)) == value
+    assert codec.encode_data(OffsetCommitValue, 3, value) == bytes(value.encode())
+    assert OffsetCommitValue.decode(codec.encode_data(OffsetCommitValue, 3, value)) == value
+    committed = CommittedOffset(2**40, -1, "ü" * 3, 1_700_000_000_000, log_offset=7)
+    assert offset_value(committed) == bytes(value.encode())
+
+
+@pytest.mark.parametrize("version", range(2, 10))
+def test_an_offset_commit_answer_of_tuples_is_the_answer_of_objects(version):
+    Topic = OffsetCommitResponse.OffsetCommitResponseTopic
+    Partition = Topic.OffsetCommitResponsePartition
+    objects = OffsetCommitResponse(version=version, throttle_time_ms=0, topics=[
+        Topic(version=version, name=name, partitions=[
+            Partition(version=version, partition_index=i, error_code=error)
+            for i, error in partitions])
+        for name, partitions in [("t", [(0, 0), (1, 16)]), ("ü", [(5, 3)])]])
+    tuples = OffsetCommitResponse(version=version, throttle_time_ms=0,
+                                  topics=[("t", [(0, 0), (1, 16)]), ("ü", [(5, 3)])])
+    header = codec.ResponseHeaderFields(9)
+    assert codec.encode(tuples, header) == codec.encode(objects, header)

@@ -10,9 +10,6 @@ from broker.errors import RequestError
 from broker.groups.records import CommittedOffset
 from broker.protocol import api
 
-Topic = OffsetCommitResponse.OffsetCommitResponseTopic
-Partition = Topic.OffsetCommitResponsePartition
-
 
 @api(OffsetCommitRequest, 2, 9)
 async def offset_commit(request, ctx):
@@ -28,11 +25,10 @@ async def offset_commit(request, ctx):
             request.group_instance_id if version >= 7 else None, offsets)
     except RequestError as exc:
         results = {tp: exc.code for tp in offsets}
-    by_topic: dict[str, list] = {}
+    # Topics as (name, [(partition_index, error_code)]): kafka-python encodes tuples in the
+    # schema's field order as it does its own objects, and a commit saves building them.
+    by_topic: dict[str, list[tuple[int, int]]] = {}
     for (name, index), error in results.items():
-        by_topic.setdefault(name, []).append(
-            Partition(version=version, partition_index=index, error_code=error))
-    return OffsetCommitResponse(
-        version=version, throttle_time_ms=0,
-        topics=[Topic(version=version, name=name, partitions=parts)
-                for name, parts in by_topic.items()])
+        by_topic.setdefault(name, []).append((index, error))
+    return OffsetCommitResponse(version=version, throttle_time_ms=0,
+                                topics=list(by_topic.items()))

@@ -37,6 +37,7 @@ Member = GroupMetadataValue.MemberMetadata
 
 
 class CommittedOffset(NamedTuple):  # a tuple: one is made for every commit, twice
+    # OffsetCommitValue's v3 fields, by name: the record is encoded straight from this.
     offset: int
     leader_epoch: int
     metadata: str
@@ -65,11 +66,8 @@ def offset_key(group: str, topic: str, partition: int) -> bytes:
 
 
 def offset_value(committed: CommittedOffset) -> bytes:
-    # Every commit builds one: through the compiled encoder, not `encode()`'s generic one.
-    return codec.encode_data(OffsetCommitValue(
-        version=OFFSET_VALUE_VERSION, offset=committed.offset,
-        leader_epoch=committed.leader_epoch, metadata=committed.metadata,
-        commit_timestamp=committed.commit_timestamp))
+    # Every commit writes one. The tuple has the fields' names: no OffsetCommitValue is built.
+    return codec.encode_data(OffsetCommitValue, OFFSET_VALUE_VERSION, committed)
 
 
 def group_key(group: str) -> bytes:
