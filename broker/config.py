@@ -35,6 +35,7 @@ class ConfigType(IntEnum):
 
 KIND_TYPES = {bool: ConfigType.BOOLEAN, str: ConfigType.STRING, int: ConfigType.INT,
               float: ConfigType.DOUBLE, list: ConfigType.LIST}
+INTEGER_BITS = {ConfigType.SHORT: 16, ConfigType.INT: 32, ConfigType.LONG: 64}
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,9 @@ def coerce(setting: Setting, value: Any) -> Any:
             result = int(str(value).strip())
         except ValueError:
             raise ValueError(f"must be an integer, not {value!r}") from None
+        bits = INTEGER_BITS[setting.config_type]
+        if not -(1 << bits - 1) <= result < 1 << bits - 1:  # Kafka parses it into a Java type
+            raise ValueError(f"{result} is not a number of type {setting.config_type.name}")
     elif kind is float:
         if isinstance(value, bool):
             raise ValueError("must be a number")

@@ -204,6 +204,9 @@ def test_default_data_dir_follows_xdg_data_home(tmp_path):
 @pytest.mark.parametrize("line, key, reason", [
     ("num.partition: 3", "num.partition", "unknown setting (did you mean 'num.partitions'?)"),
     ("min.insync.replicas: 0", "min.insync.replicas", "must be >= 1"),
+    ("message.max.bytes: 3000000000", "message.max.bytes", "3000000000 is not a number of type INT"),
+    ("offsets.topic.replication.factor: 40000", "offsets.topic.replication.factor",
+     "40000 is not a number of type SHORT"),
 ])
 def test_bad_node_yaml_is_refused_before_anything_starts(cluster, line, key, reason):
     path = cluster.write_node_yaml(f"node.id: 1\nlog.dirs: .\n{line}\n")
