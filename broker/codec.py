@@ -101,3 +101,18 @@ def encode_data(data_class: type[ApiData], version: int, fields) -> bytes:
         encode_fields(fields, out)
         DATA_VERSION.pack_into(out.buf, 0, version)
         return bytes(out.result())
+
+
+@functools.cache
+def _data_decoder(data_class: type[ApiData], version: int):
+    flexible = data_class.flexible_version_q(version)
+    return data_class._struct.compiled_decode_from(version, compact=flexible, tagged=flexible,
+                                                   data_class=data_class)
+
+
+def decode_data(data_class: type[ApiData], data: bytes) -> ApiData:
+    """A versioned record as `data_class.decode(data)` reads it: a version newer than the
+    schema knows is read as the newest it knows."""
+    version = min(DATA_VERSION.unpack_from(data)[0], data_class.max_version)
+    decoded, _ = _data_decoder(data_class, version)(memoryview(data), DATA_VERSION.size)
+    return decoded

@@ -9,7 +9,10 @@ from kafka.protocol.producer import ProduceRequest
 
 import broker.apis  # noqa: F401  (registers every API module)
 from broker import codec
-from broker.groups.records import CommittedOffset, OffsetCommitValue, offset_value
+from broker.groups.records import (
+    CommittedOffset, GroupMetadataKey, GroupMetadataValue, OffsetCommitKey, OffsetCommitValue,
+    offset_value,
+)
 from broker.protocol import REGISTRY
 
 VERSIONS = [(api.request, version) for api in REGISTRY.values()
@@ -84,3 +87,25 @@ def test_an_offset_commit_answer_of_tuples_is_the_answer_of_objects(version):
                                   topics=[("t", [(0, 0), (1, 16)]), ("ü", [(5, 3)])])
     header = codec.ResponseHeaderFields(9)
     assert codec.encode(tuples, header) == codec.encode(objects, header)
+
+
+def test_records_of_every_version_are_read_as_kafka_python_reads_them():
+    Member = GroupMetadataValue.MemberMetadata
+    records = [
+        OffsetCommitKey(version=0, group="g", topic="t", partition=3),
+        OffsetCommitKey(version=1, group="g-ü", topic="t", partition=2**31 - 1),
+        OffsetCommitValue(version=1, offset=5, metadata="m", commit_timestamp=7,
+                          expire_timestamp=9),
+        OffsetCommitValue(version=3, offset=2**40, leader_epoch=4, metadata="",
+                          commit_timestamp=1_700_000_000_000),
+        GroupMetadataKey(version=2, group="g"),
+        GroupMetadataValue(version=3, protocol_type="consumer", generation=4,
+                           protocol="range", leader="m-1", current_state_timestamp=8,
+                           members=[Member(version=3, member_id="m-1", group_instance_id=None,
+                                           client_id="c", client_host="/127.0.0.1",
+                                           rebalance_timeout=300, session_timeout=100,
+                                           subscription=b"\x00\x01", assignment=b"")]),
+    ]
+    for record in records:
+        data = bytes(record.encode())
+        assert codec.decode_data(type(record), data) == type(record).decode(data) == record

@@ -82,17 +82,24 @@ def decode(key: bytes, value: bytes | None, log_offset: int) -> OffsetRecord | G
     """One record of the topic, or None for a key of a kind this broker does not know."""
     version = struct.unpack_from(">h", key)[0]
     if version == GROUP_KEY_VERSION:
-        name = GroupMetadataKey.decode(key).group
-        return GroupRecord(name, None if value is None else GroupMetadataValue.decode(value))
+        name = codec.decode_data(GroupMetadataKey, key).group
+        return GroupRecord(name, None if value is None
+                           else codec.decode_data(GroupMetadataValue, value))
     if version in (0, OFFSET_KEY_VERSION):
-        k = OffsetCommitKey.decode(key)
         committed = None
         if value is not None:
-            v = OffsetCommitValue.decode(value)
+            v = codec.decode_data(OffsetCommitValue, value)
             committed = CommittedOffset(v.offset, v.leader_epoch, v.metadata,
                                         v.commit_timestamp, log_offset)
-        return OffsetRecord(k.group, k.topic, k.partition, committed)
+        return OffsetRecord(*_offset_key_fields(key), committed)
     return None
+
+
+@functools.lru_cache(maxsize=65536)  # loading reads the same keys again and again
+def _offset_key_fields(key: bytes) -> tuple[str, str, int]:
+    """(group, topic, partition) of an offset record's key."""
+    k = codec.decode_data(OffsetCommitKey, key)
+    return k.group, k.topic, k.partition
 
 
 def build_batches(records: list[tuple[bytes, bytes | None]]) -> list[bytes]:
