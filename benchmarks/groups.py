@@ -1,5 +1,6 @@
 """Consumer-group figures on a local kraftboard cluster: rebalance and failover times,
-and how many OffsetCommit (and Heartbeat) requests one coordinator answers per second.
+how many OffsetCommit (and Heartbeat) requests one coordinator answers per second, and
+how soon its successor answers commits once it is killed after that run.
 
 Starts `kraftboard cluster start --brokers 3 --detach` (the local profile: broker
 heartbeats 200 ms, broker session 1000 ms, 10 offsets partitions) in a temporary
@@ -298,19 +299,48 @@ class Rate(NamedTuple):
     cpu_us: float | None  # the coordinator process's CPU time per request; None off Linux
 
 
-def commit_rate(cluster: Cluster, topic: str, count: int, window: int) -> Rate:
+def commit_rate(cluster: Cluster, topic: str, group: str, count: int,
+                window: int) -> tuple[Rate, int]:
     """OffsetCommit requests answered per second by one coordinator, pipelined `window`
-    deep on one connection (generation -1: an empty group, as admin tools commit)."""
-    group = f"commits-{uuid.uuid4().hex[:6]}"
+    deep on one connection (generation -1: an empty group, as admin tools commit), and
+    that coordinator's node id."""
     conn, node = wait("a coordinator that accepts a first commit",
                       lambda: first_commit(cluster, group, topic))
     frames = [conn.frame(commit_request(group, topic, i % PARTITIONS, i)) for i in range(count)]
     try:
         return pipelined_rate(conn, cluster.pid(node), frames, window, OffsetCommitResponse,
                               COMMIT_VERSION, lambda answer: [
-                                  p.error_code for t in answer.topics for p in t.partitions])
+                                  p.error_code for t in answer.topics for p in t.partitions]), node
     finally:
         conn.close()
+
+
+def reload_after_commits(cluster: Cluster, admin: AdminClient, topic: str, group: str,
+                         node: int) -> float:
+    """Seconds from SIGKILL of `node`, the coordinator that took the commit run, to the
+    first commit its successor acknowledges: the successor reads the group's offsets back
+    from `__consumer_offsets` first. The node is started again afterwards, and leads what
+    it led before when this returns."""
+    cluster.kill(node)
+    killed_at = time.monotonic()
+    new = wait("a new coordinator", lambda: coordinator(cluster, group, skip=node))
+    conn = Connection(cluster.nodes[new])
+    try:
+        wait("a commit at the new coordinator", lambda: acknowledged(conn, group, topic))
+        took = time.monotonic() - killed_at
+    finally:
+        conn.close()
+    cluster.restart(node)
+    wait("preferred leaders again", lambda: settled(admin))
+    return took
+
+
+def settled(admin: AdminClient) -> bool:
+    """Every partition is led by its first replica, with every replica in sync: no
+    leadership move is due."""
+    topics = admin.list_topics(timeout=10).topics.values()
+    return all(p.leader == p.replicas[0] and len(p.isrs) == len(p.replicas)
+               for t in topics for p in t.partitions.values())
 
 
 def heartbeat_rate(cluster: Cluster, topic: str, count: int, window: int) -> Rate:
@@ -388,14 +418,19 @@ def first_commit(cluster: Cluster, group: str, topic: str) -> tuple[Connection, 
     if node is None:
         return None
     conn = Connection(cluster.nodes[node])
-    answer = conn.call(commit_request(group, topic, 0, 0), OffsetCommitResponse)
-    error = answer.topics[0].partitions[0].error_code
-    if error == 0:
+    if acknowledged(conn, group, topic):
         return conn, node
     conn.close()
-    if error in COORDINATOR_MOVING:
-        return None
-    raise RuntimeError(f"a first commit failed: error {error}")
+    return None
+
+
+def acknowledged(conn: Connection, group: str, topic: str) -> bool:
+    """Whether a commit is acknowledged; False while the coordinator moves or loads."""
+    answer = conn.call(commit_request(group, topic, 0, 0), OffsetCommitResponse)
+    error = answer.topics[0].partitions[0].error_code
+    if error and error not in COORDINATOR_MOVING:
+        raise RuntimeError(f"a commit failed: error {error}")
+    return error == 0
 
 
 def commit_request(group: str, topic: str, partition: int, offset: int) -> OffsetCommitRequest:
@@ -433,7 +468,8 @@ def main() -> None:
             topic = "groups-bench"
             wait("a topic on 3 brokers", lambda: create(admin, topic))
             # First, while every node is up and leads what it was given.
-            rate = commit_rate(cluster, topic, args.commits, args.window)
+            committing = f"commits-{uuid.uuid4().hex[:6]}"
+            rate, node = commit_rate(cluster, topic, committing, args.commits, args.window)
             print(f"OffsetCommit v{COMMIT_VERSION} on one coordinator (RF 3, acks=all), "
                   f"{args.window} in flight on one connection: {rate.per_second:,.0f} "
                   f"requests/s over {args.commits:,}{cpu_note(rate)} (target >= 20,000/s)")
@@ -441,6 +477,10 @@ def main() -> None:
             print(f"Heartbeat v{HEARTBEAT_VERSION} of an unknown member, the same way: "
                   f"{rate.per_second:,.0f} requests/s{cpu_note(rate)} (each waits for the "
                   "one before; no target)")
+            took = reload_after_commits(cluster, admin, topic, committing, node)
+            print(f"SIGKILL of that coordinator's node: a commit is acknowledged at the new "
+                  f"coordinator after {ms(took)}; it reads the {args.commits:,} commits back "
+                  "first, less what the log cleaner has removed (no target)")
             feeder = Feeder(cluster.bootstrap, topic)
             print(f"members: {MEMBERS} librdkafka consumers, session.timeout.ms "
                   f"{SESSION_TIMEOUT_MS}, heartbeat.interval.ms {HEARTBEAT_INTERVAL_MS}, "
