@@ -225,6 +225,12 @@ NODE_SETTINGS = {s.name: s for s in [
     Setting("offsets.topic.replication.factor", int, 3,
             "replicas of __consumer_offsets, at most the number of controller quorum voters",
             at_least(1), kafka_type=ConfigType.SHORT),
+    Setting("offsets.retention.minutes", int, 10080,
+            "how long a group's committed offsets outlive its last member (or, without "
+            "members, their commit)", at_least(1)),
+    Setting("offsets.retention.check.interval.ms", int, 600000,
+            "how often expired committed offsets are removed", at_least(1),
+            kafka_type=ConfigType.LONG),
     Setting("offsets.commit.timeout.ms", int, 5000,
             "how long an offset commit waits for every in-sync replica", at_least(1)),
     Setting("offset.metadata.max.bytes", int, 4096, "largest metadata string of a committed offset",

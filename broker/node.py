@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import uuid
-from typing import Any, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 from kafka import errors
 from kafka.protocol.api_message import ApiMessage
@@ -88,7 +88,16 @@ class Node:
         self._next_partition_id = await self.storage.max_partition_id()
         await self._load_stored_logs()
         await self.quorum.start()  # replays the committed metadata log into the image
-        tasks = [self._retention_loop(), self._cleaner_loop(), self.replication.manage_isr()]
+        config = self.config
+        tasks = [
+            self._every(config["log.retention.check.interval.ms"] / 1000, self.enforce_retention,
+                        "retention check"),
+            self._every(config["log.cleaner.backoff.ms"] / 1000, self.cleaner.clean_all,
+                        "log cleaning"),
+            self._every(config["offsets.retention.check.interval.ms"] / 1000,
+                        self.groups.expire_offsets, "offset expiration"),
+            self.replication.manage_isr(),
+        ]
         if self.controller is not None:
             tasks.append(self.controller.run())
         if "broker" in self.roles:
@@ -381,23 +390,14 @@ class Node:
                          partition.log_start_offset, start)
                 await self._move_log_start(partition, start)
 
-    async def _retention_loop(self) -> None:
-        interval = self.config["log.retention.check.interval.ms"] / 1000
+    @staticmethod
+    async def _every(interval: float, task: Callable[[], Awaitable[None]], what: str) -> None:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.enforce_retention()
+                await task()
             except Exception:
-                log.exception("retention check failed; trying again in %.0f s", interval)
-
-    async def _cleaner_loop(self) -> None:
-        interval = self.config["log.cleaner.backoff.ms"] / 1000
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.cleaner.clean_all()
-            except Exception:
-                log.exception("log cleaning failed; trying again in %.1f s", interval)
+                log.exception("%s failed; trying again in %.1f s", what, interval)
 
     async def allocate_producer_id(self) -> int:
         """An id no other producer of the cluster has: the next of this broker's block,

@@ -10,14 +10,19 @@ from broker.errors import RequestError
 from broker.groups.records import CommittedOffset
 from broker.protocol import api
 
+DEFAULT_RETENTION = -1  # the broker's offsets.retention.minutes
+
 
 @api(OffsetCommitRequest, 2, 9)
 async def offset_commit(request, ctx):
     version = ctx.api_version
     now_ms = int(time.time() * 1000)
+    # v2-v4 may ask for a retention of their own: the offsets expire then (Kafka's rule).
+    retention_ms = request.retention_time_ms if version <= 4 else DEFAULT_RETENTION
+    expire_ms = -1 if retention_ms == DEFAULT_RETENTION else now_ms + retention_ms
     offsets = {(topic.name, p.partition_index): CommittedOffset(
                    p.committed_offset, p.committed_leader_epoch if version >= 6 else -1,
-                   p.committed_metadata or "", now_ms)
+                   p.committed_metadata or "", now_ms, expire_ms)
                for topic in request.topics for p in topic.partitions}
     try:
         results = await ctx.node.groups.commit(

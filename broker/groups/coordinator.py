@@ -17,6 +17,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from kafka import errors
@@ -24,7 +25,7 @@ from kafka import errors
 from broker.errors import RequestError
 from broker.groups.group import Group, GroupSettings, State
 from broker.groups.records import CommittedOffset, group_key, offset_key, offset_value
-from broker.groups.store import OffsetsPartition
+from broker.groups.store import OffsetsPartition, Records
 from broker.metadata import NO_LEADER, BrokerInfo, PartitionInfo, TopicInfo
 from broker.peer import PeerUnavailable
 
@@ -201,12 +202,16 @@ class GroupCoordinator:
         if not valid:
             return results
         records = [(offset_key(group_id, t, p), offset_value(c)) for (t, p), c in valid.items()]
+        pending = Counter(valid.keys())
+        group.pending_commits += pending
         try:
             first = await partition.write(records)
         except RequestError as exc:
             error = errors.InvalidCommitOffsetSizeError if exc.error in (
                 errors.MessageSizeTooLargeError, errors.RecordListTooLargeError) else exc.error
             return {**results, **{tp: error.errno for tp in valid}}
+        finally:
+            group.pending_commits -= pending
         for position, (tp, committed) in enumerate(valid.items()):
             log_offset = first + position
             known = group.offsets.get(tp)
@@ -255,9 +260,41 @@ class GroupCoordinator:
             raise RequestError(errors.GroupIdNotFoundError, f"group {group_id!r} does not exist")
         if group.state is not State.EMPTY:
             raise RequestError(errors.NonEmptyGroupError, f"group {group_id!r} has members")
-        # Dead before the write, so no member joins a group being deleted.
-        del partition.groups[group_id]
+        await partition.write(self._drop(partition, group, "deleted"))
+
+    @staticmethod
+    def _drop(partition: OffsetsPartition, group: Group, reason: str) -> Records:
+        """Take an empty group out of its partition; returns the tombstones that delete it.
+        It is Dead before they are written, so no member joins it meanwhile."""
+        del partition.groups[group.group_id]
         group.unload(RequestError(errors.CoordinatorNotAvailableError,
-                                  f"group {group_id!r} was deleted"))
-        records = [(offset_key(group_id, t, p), None) for t, p in group.offsets]
-        await partition.write(records + [(group_key(group_id), None)])
+                                  f"group {group.group_id!r} was {reason}"))
+        return [*((offset_key(group.group_id, t, p), None) for t, p in group.offsets),
+                (group_key(group.group_id), None)]
+
+    async def expire_offsets(self) -> None:
+        """Remove the committed offsets past their retention (Group.expired_offsets), then
+        the empty groups left without offsets, as Kafka's periodic offsets cleanup does."""
+        now_ms = int(time.time() * 1000)
+        retention_ms = self.node.config["offsets.retention.minutes"] * 60_000
+        for partition in self.loaded_partitions():
+            tombstones: Records = []
+            expired = dropped = 0
+            for group in list(partition.groups.values()):
+                for topic, index in group.expired_offsets(now_ms, retention_ms):
+                    del group.offsets[topic, index]
+                    tombstones.append((offset_key(group.group_id, topic, index), None))
+                    expired += 1
+                if group.state is State.EMPTY and not group.offsets and not group.pending_commits:
+                    tombstones += self._drop(partition, group, "removed: empty, without offsets")
+                    dropped += 1
+            if not tombstones:
+                continue
+            try:
+                await partition.write(tombstones)
+            except RequestError as exc:
+                log.info("__consumer_offsets-%d: expired offsets not written: %s",
+                         partition.index, exc.message)
+                continue
+            log.info("__consumer_offsets-%d: removed %d expired offsets and %d empty groups",
+                     partition.index, expired, dropped)

@@ -136,6 +136,8 @@ class Group:
         self.static_members: dict[str, str] = {}  # group instance id -> member id
         self.pending_members: dict[str, asyncio.TimerHandle] = {}  # ids given, not yet joined
         self.offsets: dict[tuple[str, int], CommittedOffset] = {}
+        # Partitions with a commit being written: their offsets do not expire meanwhile.
+        self.pending_commits: Counter[tuple[str, int]] = Counter()
         self._join_timer: asyncio.TimerHandle | None = None
         self._delaying = False  # a new group's initial rebalance delay is running
         self._delay_left_ms = 0
@@ -159,6 +161,26 @@ class Group:
             except Exception:  # a subscription this broker cannot parse
                 return None
         return topics
+
+    def expired_offsets(self, now_ms: int, retention_ms: int) -> list[tuple[str, int]]:
+        """Committed offsets past their retention, by Kafka's rule. An offset with an
+        expire timestamp of its own expires then. Otherwise, `retention_ms` counts:
+        - in a group that only stores offsets (no member ever joined), from each commit;
+        - in an empty group, from when its last member left;
+        - in a stable consumer group, from each commit, for topics no member subscribes to.
+        No other group loses offsets, nor does a partition with a commit being written."""
+        if self.protocol_type is None:
+            since, subscribed = None, set()
+        elif self.state is State.EMPTY:
+            since, subscribed = self.state_timestamp, set()
+        elif self.state is State.STABLE and (topics := self.subscribed_topics()) is not None:
+            since, subscribed = None, topics
+        else:
+            return []
+        return [tp for tp, c in self.offsets.items()
+                if tp[0] not in subscribed and not self.pending_commits[tp]
+                and (now_ms >= c.expire_timestamp if c.expire_timestamp >= 0 else
+                     now_ms - (c.commit_timestamp if since is None else since) >= retention_ms)]
 
     def stored_value(self, assignments: dict[str, bytes]) -> GroupMetadataValue:
         """The group record for this generation with these assignments."""
@@ -189,7 +211,10 @@ class Group:
                             stored.assignment)
             self._add(member)
             self._heartbeat(member)
-        self._transition(State.STABLE if self.members else State.EMPTY)
+        if self.members:
+            self._transition(State.STABLE)
+        else:
+            self.state = State.EMPTY  # since the stored timestamp, which offset expiry counts from
 
     # -- JoinGroup ----------------------------------------------------------------------
 

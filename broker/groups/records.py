@@ -23,6 +23,7 @@ from broker.records import new_builder
 GROUP_KEY_VERSION = 2
 OFFSET_KEY_VERSION = 1
 OFFSET_VALUE_VERSION = 3
+OFFSET_VALUE_WITH_EXPIRY_VERSION = 1
 GROUP_VALUE_VERSION = 3
 NO_PRODUCER = -1
 
@@ -37,11 +38,14 @@ Member = GroupMetadataValue.MemberMetadata
 
 
 class CommittedOffset(NamedTuple):  # a tuple: one is made for every commit, twice
-    # OffsetCommitValue's v3 fields, by name: the record is encoded straight from this.
+    # OffsetCommitValue's fields, by name: the record is encoded straight from this.
     offset: int
     leader_epoch: int
     metadata: str
     commit_timestamp: int
+    # Set by OffsetCommit v2-v4's retention time: the offset expires then, whatever the
+    # group does (Kafka's old rule), and is stored as a v1 value, which has no leader epoch.
+    expire_timestamp: int = -1
     log_offset: int = -1  # where the commit is in __consumer_offsets: a later one wins
 
 
@@ -67,7 +71,9 @@ def offset_key(group: str, topic: str, partition: int) -> bytes:
 
 def offset_value(committed: CommittedOffset) -> bytes:
     # Every commit writes one. The tuple has the fields' names: no OffsetCommitValue is built.
-    return codec.encode_data(OffsetCommitValue, OFFSET_VALUE_VERSION, committed)
+    version = (OFFSET_VALUE_VERSION if committed.expire_timestamp < 0
+               else OFFSET_VALUE_WITH_EXPIRY_VERSION)
+    return codec.encode_data(OffsetCommitValue, version, committed)
 
 
 def group_key(group: str) -> bytes:
@@ -90,7 +96,7 @@ def decode(key: bytes, value: bytes | None, log_offset: int) -> OffsetRecord | G
         if value is not None:
             v = codec.decode_data(OffsetCommitValue, value)
             committed = CommittedOffset(v.offset, v.leader_epoch, v.metadata,
-                                        v.commit_timestamp, log_offset)
+                                        v.commit_timestamp, v.expire_timestamp, log_offset)
         return OffsetRecord(*_offset_key_fields(key), committed)
     return None
 
