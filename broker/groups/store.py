@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Callable
 
 from kafka import errors
@@ -71,7 +70,6 @@ class OffsetsPartition:
 
     async def load(self) -> None:
         """Replay the log, in order, into groups and offsets."""
-        started = time.monotonic()
         stored: dict[str, GroupRecord] = {}
         offset, end = self.log.log_start_offset, self.log.local_end
         while offset < end:
@@ -96,9 +94,8 @@ class OffsetsPartition:
         for name in live:
             self.group(name, create=True).restore(stored[name].value)
         self.loaded = True
-        log.info("loaded %d groups from __consumer_offsets-%d (offsets %d..%d) in %.0f ms",
-                 len(self.groups), self.index, self.log.log_start_offset, end,
-                 (time.monotonic() - started) * 1000)
+        log.info("loaded %d groups from __consumer_offsets-%d (offsets %d..%d)",
+                 len(self.groups), self.index, self.log.log_start_offset, end)
 
     def _replay_offset(self, record: OffsetRecord) -> None:
         tp = (record.topic, record.partition)
