@@ -10,6 +10,7 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcept
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
 from kafka.protocol.admin import CreatePartitionsRequest, CreateTopicsRequest
+from kafka.protocol.consumer import OffsetForLeaderEpochRequest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 from kafka import errors
 from kafka.protocol.producer import InitProducerIdRequest, InitProducerIdResponse, ProduceResponse
@@ -220,6 +221,17 @@ def read_all(bootstrap: str, topic: str, partition: int = 0) -> list[bytes]:
     return read
 
 
+def consume(consumer: Consumer, count: int) -> list:
+    """The next `count` messages; none may be an error."""
+    messages = []
+    deadline = time.monotonic() + WAIT
+    while len(messages) < count and time.monotonic() < deadline:
+        for message in consumer.consume(count - len(messages), timeout=1):
+            assert message.error() is None, message.error()
+            messages.append(message)
+    return messages
+
+
 def test_dedicated_controllers_shrink_the_isr_when_two_of_three_brokers_die(quorum_cluster):
     """Three controllers and three brokers in their own processes. The quorum outlives
     the brokers, so it fences the two killed, the ISR shrinks to the survivor, and an
@@ -270,7 +282,7 @@ def test_an_out_of_sync_replica_leads_only_where_unclean_election_is_enabled(quo
         return probe.partitions(bootstrap, "t").get(0)
 
     wait_for(lambda: (s := state(brokers)) and len(s.isr) == 2, "a full ISR")
-    leader = state(brokers).leader
+    leader, old_epoch = state(brokers).leader, state(brokers).leader_epoch
     follower = next(b for b in broker_ids if b != leader)
     replicated = [f"replicated-{i}".encode() for i in range(100)]
     leader_only = [f"leader-only-{i}".encode() for i in range(100)]
@@ -279,13 +291,27 @@ def test_an_out_of_sync_replica_leads_only_where_unclean_election_is_enabled(quo
     at_leader = cluster.nodes[leader].bootstrap
     wait_for(lambda: state(at_leader).isr == [leader], f"node {follower} out of the ISR")
     produce_all(at_leader, "t", leader_only, acks="1")
+    # A consumer reads everything the leader has, the records it alone took included.
+    consumer = Consumer({"bootstrap.servers": brokers, "group.id": "unused",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition("t", 0, 0)])
+    assert len(consume(consumer, len(replicated + leader_only))) == 200
     cluster.kill(leader)
     cluster.restart(follower)
     at_follower = cluster.nodes[follower].bootstrap
     if unclean:
         wait_for(lambda: state(at_follower).leader == follower, f"node {follower} leading")
         assert state(at_follower).isr == [follower]
-        assert read_all(at_follower, "t") == replicated
+        # Where the old leader's epoch ends on the new one (KIP-320): at the end of what
+        # was replicated. The consumer asks that on the leader change and goes back there
+        # for what is written next, rather than meeting an offset out of range and
+        # reading the partition again from the start (its auto.offset.reset).
+        assert epoch_ends(cluster.nodes[follower], "t", [(-1, old_epoch)]) == [
+            (0, old_epoch, len(replicated))]
+        produce_all(at_follower, "t", [b"after the election"], acks="1")
+        assert [(m.offset(), m.value()) for m in consume(consumer, 1)] == [
+            (len(replicated), b"after the election")]
+        assert read_all(at_follower, "t") == replicated + [b"after the election"]
     else:
         wait_for(lambda: state(at_follower).leader == -1 and follower in [
             b.node_id for b in probe.ask_any(at_follower, MetadataRequest(
@@ -295,10 +321,60 @@ def test_an_out_of_sync_replica_leads_only_where_unclean_election_is_enabled(quo
         time.sleep(FAST_FENCING["broker.session.timeout.ms"] / 1000)
         assert state(at_follower).leader == -1
 
+    consumer.close()
     cluster.restart(leader)
     wait_for(lambda: sorted(state(brokers).isr) == list(broker_ids), "a full ISR again")
-    kept = replicated if unclean else replicated + leader_only
+    kept = replicated + [b"after the election"] if unclean else replicated + leader_only
     assert read_all(brokers, "t") == kept
+
+
+def epoch_ends(node, topic: str, asks: list[tuple[int, int]],
+               version: int = 2) -> list[tuple[int, int, int]]:
+    """OffsetForLeaderEpoch of partition 0 (librdkafka's version by default), one entry per
+    (current leader epoch, leader epoch) asked: (error code, epoch, end offset) each."""
+    Topic = OffsetForLeaderEpochRequest.OffsetForLeaderTopic
+    answer = probe.call(("127.0.0.1", node.port), OffsetForLeaderEpochRequest(
+        version=version, replica_id=-1, topics=[Topic(topic=topic, partitions=[
+            Topic.OffsetForLeaderPartition(partition=0, current_leader_epoch=current,
+                                           leader_epoch=epoch)
+            for current, epoch in asks])]), timeout=WAIT)
+    return [(p.error_code, p.leader_epoch, p.end_offset) for p in answer.topics[0].partitions]
+
+
+def test_offset_for_leader_epoch_says_where_each_epoch_ends(quorum_cluster):
+    cluster = quorum_cluster(3, **FAST_FENCING)
+    registered(cluster)
+    assert create_topic(cluster, "epochs", 1, 3) == 0
+    brokers = bootstrap(cluster)
+    wait_for(lambda: (s := probe.partitions(brokers, "epochs").get(0)) and len(s.isr) == 3,
+             "a full ISR")
+    produce_all(brokers, "epochs", [b"first-%d" % i for i in range(5)])
+    first = probe.partitions(brokers, "epochs")[0]
+    cluster.kill(first.leader)
+    survivors = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != first.leader)
+    wait_for(lambda: (s := probe.partitions(survivors, "epochs")[0]).leader not in (
+        -1, first.leader), "a new leader")
+    produce_all(survivors, "epochs", [b"second-%d" % i for i in range(3)])
+    second = probe.partitions(survivors, "epochs")[0]
+    assert second.leader_epoch > first.leader_epoch
+    leader = cluster.nodes[second.leader]
+    newer = second.leader_epoch + 1
+
+    # An old epoch ends where the next began; the current one at the log end; a newer
+    # one is unknown. Without a current epoch (-1) nothing is fenced.
+    assert epoch_ends(leader, "epochs", [(-1, first.leader_epoch),
+                                         (second.leader_epoch, second.leader_epoch),
+                                         (-1, newer)]) == [
+        (0, first.leader_epoch, 5), (0, second.leader_epoch, 8), (0, -1, -1)]
+    # A client with stale or future metadata is told so, as by Fetch.
+    assert [e[0] for e in epoch_ends(leader, "epochs", [(first.leader_epoch, 0),
+                                                        (newer, 0)])] == [
+        errors.FencedLeaderEpochError.errno, errors.UnknownLeaderEpochError.errno]
+    # v0 answers the end offset alone; a follower answers NOT_LEADER_OR_FOLLOWER.
+    assert epoch_ends(leader, "epochs", [(-1, first.leader_epoch)], version=0)[0][2] == 5
+    follower = cluster.nodes[next(i for i in second.isr if i != second.leader)]
+    assert epoch_ends(follower, "epochs", [(-1, first.leader_epoch)])[0][0] == \
+        errors.NotLeaderForPartitionError.errno
 
 
 def test_a_former_leader_knows_its_producers_after_truncating_what_it_alone_took(quorum_cluster):

@@ -19,6 +19,7 @@ from broker.apis import (  # noqa: F401
     delete_topics,      # 20
     delete_records,     # 21
     init_producer_id,   # 22
+    offset_for_leader_epoch,  # 23
     describe_configs,   # 32
     alter_configs,      # 33 and 44 (IncrementalAlterConfigs)
     create_partitions,  # 37
