@@ -135,5 +135,10 @@ def test_an_offsets_own_expiry_wins_and_a_commit_being_written_keeps_it():
     group.offsets["a", 0] = group.offsets["a", 0]._replace(expire_timestamp=NOW_MS)
     group.offsets["b", 0] = group.offsets["b", 0]._replace(expire_timestamp=NOW_MS + 1)
     assert group.expired_offsets(NOW_MS, RETENTION_MS) == [("a", 0)]
-    group.pending_commits[("a", 0)] += 1
+    group.commits_started([("a", 0)])
+    group.commits_started([("a", 0)])
+    group.commits_ended([("a", 0)])
     assert group.expired_offsets(NOW_MS, RETENTION_MS) == []
+    group.commits_ended([("a", 0)])
+    assert group.expired_offsets(NOW_MS, RETENTION_MS) == [("a", 0)]
+    assert not group.pending_commits  # nothing left to keep an empty group alive

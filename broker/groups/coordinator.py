@@ -17,7 +17,6 @@ import asyncio
 import functools
 import logging
 import time
-from collections import Counter
 from typing import TYPE_CHECKING
 
 from kafka import errors
@@ -202,8 +201,7 @@ class GroupCoordinator:
         if not valid:
             return results
         records = [(offset_key(group_id, t, p), offset_value(c)) for (t, p), c in valid.items()]
-        pending = Counter(valid.keys())
-        group.pending_commits += pending
+        group.commits_started(valid)
         try:
             first = await partition.write(records)
         except RequestError as exc:
@@ -211,7 +209,7 @@ class GroupCoordinator:
                 errors.MessageSizeTooLargeError, errors.RecordListTooLargeError) else exc.error
             return {**results, **{tp: error.errno for tp in valid}}
         finally:
-            group.pending_commits -= pending
+            group.commits_ended(valid)
         for position, (tp, committed) in enumerate(valid.items()):
             log_offset = first + position
             known = group.offsets.get(tp)

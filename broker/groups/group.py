@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
 
 from kafka import errors
 from kafka.protocol.consumer.metadata import ConsumerProtocolSubscription
@@ -161,6 +161,19 @@ class Group:
             except Exception:  # a subscription this broker cannot parse
                 return None
         return topics
+
+    def commits_started(self, partitions: Iterable[tuple[str, int]]) -> None:
+        for tp in partitions:
+            self.pending_commits[tp] += 1
+
+    def commits_ended(self, partitions: Iterable[tuple[str, int]]) -> None:
+        # By hand: Counter's `-=` costs a commit three times as much.
+        for tp in partitions:
+            left = self.pending_commits[tp] - 1
+            if left:
+                self.pending_commits[tp] = left
+            else:
+                del self.pending_commits[tp]
 
     def expired_offsets(self, now_ms: int, retention_ms: int) -> list[tuple[str, int]]:
         """Committed offsets past their retention, by Kafka's rule. An offset with an
