@@ -352,8 +352,8 @@ def test_offset_for_leader_epoch_says_where_each_epoch_ends(quorum_cluster):
     first = probe.partitions(brokers, "epochs")[0]
     cluster.kill(first.leader)
     survivors = ",".join(n.bootstrap for i, n in cluster.nodes.items() if i != first.leader)
-    wait_for(lambda: (s := probe.partitions(survivors, "epochs")[0]).leader not in (
-        -1, first.leader), "a new leader")
+    wait_for(lambda: probe.partitions(survivors, "epochs")[0].leader not in (-1, first.leader),
+             "a new leader")
     produce_all(survivors, "epochs", [b"second-%d" % i for i in range(3)])
     second = probe.partitions(survivors, "epochs")[0]
     assert second.leader_epoch > first.leader_epoch
