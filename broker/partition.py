@@ -126,8 +126,11 @@ class PartitionLog:
         """Kafka's OffsetsForLeaderEpoch: the largest epoch <= `epoch` in this log and the
         offset where it ends (where the next epoch starts, or the log end). An epoch older
         than every epoch here ends where the first one starts: a former leader of an empty
-        log asks with an epoch that never reached its successor's log."""
+        log asks with an epoch that never reached its successor's log. An undefined epoch,
+        or one newer than every epoch here, gets (-1, -1), as from Kafka's epoch cache."""
         found = (-1, -1)
+        if epoch < 0 or epoch > self.last_epoch:
+            return found
         for position, (start_epoch, start_offset) in enumerate(self.epoch_starts):
             if start_epoch > epoch:
                 if position == 0:

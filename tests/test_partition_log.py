@@ -93,3 +93,15 @@ async def test_a_former_leader_never_acknowledges_by_the_new_leaders_high_waterm
     with pytest.raises(RequestError) as refused:
         await waiting
     assert refused.value.error is errors.NotLeaderForPartitionError
+
+
+async def test_where_an_epoch_ends_is_answered_as_kafkas_epoch_cache_does(leader):
+    await append(leader, 3)  # epoch 1: offsets 0-2
+    leader.become_leader(4, [LEADER, CAUGHT_UP, RETURNING], [LEADER, CAUGHT_UP])
+    await append(leader, 2)  # epoch 4: offsets 3-4
+    assert leader.end_offset_for_epoch(1) == (1, 3)
+    assert leader.end_offset_for_epoch(2) == (1, 3)  # epochs 2-3 led nothing here
+    assert leader.end_offset_for_epoch(4) == (4, 5)  # the current epoch: the log end
+    assert leader.end_offset_for_epoch(0) == (0, 0)  # older than all: where the first starts
+    assert leader.end_offset_for_epoch(5) == (-1, -1)  # newer than all
+    assert leader.end_offset_for_epoch(-1) == (-1, -1)

@@ -19,14 +19,6 @@ EpochEndOffset = TopicResult.EpochEndOffset
 UNDEFINED = -1  # an epoch or an end offset the log does not know
 
 
-def epoch_end(partition, epoch: int) -> tuple[int, int]:
-    """(epoch, end offset) as Kafka's leader epoch cache answers: the largest epoch up to
-    `epoch` and where it ends; undefined for an undefined epoch or one newer than the log's."""
-    if epoch == UNDEFINED or epoch > partition.last_epoch:
-        return UNDEFINED, UNDEFINED
-    return partition.end_offset_for_epoch(epoch)
-
-
 @api(OffsetForLeaderEpochRequest, 0, 4)
 async def offset_for_leader_epoch(request, ctx):
     version = ctx.api_version
@@ -39,7 +31,8 @@ async def offset_for_leader_epoch(request, ctx):
             try:
                 partition = ctx.node.partition(topic.topic, wanted.partition)
                 check_leader_epoch(partition, wanted.current_leader_epoch)
-                result.leader_epoch, result.end_offset = epoch_end(partition, wanted.leader_epoch)
+                result.leader_epoch, result.end_offset = partition.end_offset_for_epoch(
+                    wanted.leader_epoch)
             except RequestError as exc:
                 result.error_code = exc.code
             partitions.append(result)
