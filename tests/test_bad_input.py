@@ -813,10 +813,16 @@ def test_retried_batch_gets_original_offset_and_no_new_records(node, topic):
         assert values == [b"a", b"b", b"c", b"d", b"e"]
 
 
-def iter_records(data: bytes):
-    """Records of concatenated v2 batches, as a consumer reads them."""
+def iter_batches(data: bytes):
+    """Concatenated v2 batches, each read with kafka-python's reader, as a consumer would."""
     pos = 0
     while pos < len(data):
         size = struct.unpack_from(">i", data, pos + 8)[0] + 12
-        yield from DefaultRecordBatch(data[pos:pos + size])
+        yield DefaultRecordBatch(data[pos:pos + size])
         pos += size
+
+
+def iter_records(data: bytes):
+    """Records of concatenated v2 batches, as a consumer reads them."""
+    for batch in iter_batches(data):
+        yield from batch

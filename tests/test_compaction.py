@@ -4,7 +4,6 @@ the gaps, and `__consumer_offsets` is compacted too without losing a commit.
 """
 from __future__ import annotations
 
-import struct
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from conftest import NodeProcess
-from test_bad_input import Raw
+from test_bad_input import Raw, iter_batches
 from test_groups import WAIT_S, unique, wait_for
 
 KEYS = [f"k{i}".encode() for i in range(10)]
@@ -91,25 +90,6 @@ def read_all(bootstrap: str, topic: str) -> list[tuple]:
     raise AssertionError(f"did not reach the end of {topic}")
 
 
-def batches(data: bytes):
-    """Each batch of concatenated v2 batches, as fetched."""
-    pos = 0
-    while pos < len(data):
-        size = struct.unpack_from(">i", data, pos + 8)[0] + 12
-        yield data[pos:pos + size]
-        pos += size
-
-
-def batch_offsets(batch: bytes) -> tuple[int, int]:
-    """Its first and last offset."""
-    base = struct.unpack_from(">q", batch)[0]
-    return base, base + struct.unpack_from(">i", batch, 23)[0]
-
-
-def batch_codec(batch: bytes) -> int:
-    return struct.unpack_from(">h", batch, 21)[0] & 0x07
-
-
 def compacted(newest: dict[bytes, int], tombstone_kept: bool) -> list[tuple]:
     """What reading produce_rounds' records back shows once cleaned, in offset order."""
     last_round = [("round", b"%d" % (ROUNDS - 1))]
@@ -135,9 +115,9 @@ def test_compacted_topic_keeps_the_newest_value_per_key(node, admin, tombstones_
     # Every record keeps its offset; the log end stays where it was.
     assert wait_for("the cleaner", lambda: read_all(node.bootstrap, topic) == sorted(expected))
     with Raw(node) as raw:
-        [rewritten] = [b for b in batches(raw.fetch(topic, 0).records)
-                       if batch_offsets(b)[0] <= newest[KEYS[1]] <= batch_offsets(b)[1]]
-    assert batch_codec(rewritten) == ["none", "gzip", "snappy", "lz4", "zstd"].index(codec)
+        [rewritten] = [b for b in iter_batches(raw.fetch(topic, 0).records)
+                       if b.base_offset <= newest[KEYS[1]] < b.next_offset]
+    assert rewritten.compression_type == ["none", "gzip", "snappy", "lz4", "zstd"].index(codec)
 
 
 def test_consumer_offsets_are_compacted_without_losing_a_commit(node_factory):
