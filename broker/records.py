@@ -73,8 +73,8 @@ class Batch:
 
     def records(self) -> DefaultRecordBatch:
         """Its records, decompressed, for the features that need them (compaction,
-        consumer groups, timestamp lookups)."""
-        return DefaultRecordBatch(bytes(self.data))
+        consumer groups, timestamp lookups). The reader takes the batch's own buffer."""
+        return DefaultRecordBatch(self.data)
 
     @property
     def last_sequence(self) -> int:

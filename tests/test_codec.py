@@ -72,6 +72,11 @@ def test_an_offset_commit_record_is_written_as_kafka_python_writes_it():
     assert OffsetCommitValue.decode(codec.encode_data(OffsetCommitValue, 3, value)) == value
     committed = CommittedOffset(2**40, -1, "ü" * 3, 1_700_000_000_000, log_offset=7)
     assert offset_value(committed) == bytes(value.encode())
+    # An offset with an expire timestamp of its own is a v1 value, as Kafka writes it.
+    expiring = committed._replace(expire_timestamp=1_700_000_060_000)
+    assert offset_value(expiring) == bytes(OffsetCommitValue(
+        version=1, offset=2**40, metadata="ü" * 3, commit_timestamp=1_700_000_000_000,
+        expire_timestamp=1_700_000_060_000).encode())
 
 
 @pytest.mark.parametrize("version", range(2, 10))

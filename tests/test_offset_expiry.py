@@ -6,13 +6,15 @@ deleted when the coordinator reads `__consumer_offsets` again.
 """
 from __future__ import annotations
 
+import time
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
 from kafka.protocol.consumer.metadata import ConsumerProtocolSubscription
 
 from broker.groups.group import Group, GroupSettings, Member, State
-from broker.groups.records import CommittedOffset
+from broker.groups.records import CommittedOffset, GroupMetadataValue
 from test_bad_input import Raw
 from test_groups import unique, wait_for
 
@@ -119,6 +121,18 @@ def test_an_empty_group_keeps_its_offsets_for_a_retention_after_its_last_member_
     assert group.expired_offsets(NOW_MS, RETENTION_MS) == []
     group.state_timestamp = NOW_MS - RETENTION_MS
     assert group.expired_offsets(NOW_MS, RETENTION_MS) == [("old", 0)]
+
+
+def test_an_empty_group_read_back_counts_from_when_it_became_empty_not_from_its_load():
+    now_ms = int(time.time() * 1000)  # the clock a load reads
+    group = Group("g", GroupSettings(0), unused_store)
+    group.restore(GroupMetadataValue(version=3, protocol_type="consumer", generation=4,
+                                     protocol=None, leader=None,
+                                     current_state_timestamp=now_ms - RETENTION_MS,
+                                     members=[]))
+    group.offsets = {("t", 0): CommittedOffset(5, -1, "", now_ms)}
+    assert group.state is State.EMPTY
+    assert group.expired_offsets(now_ms, RETENTION_MS) == [("t", 0)]
 
 
 def test_a_stable_group_loses_only_old_offsets_of_topics_it_no_longer_subscribes_to():
