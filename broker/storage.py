@@ -4,6 +4,12 @@ Each batch is one row holding the producer's bytes. Writes go through a single w
 task with group commit: every write that arrives while a transaction is being written
 joins the next one, so a busy node commits many batches per transaction and a quiet one
 commits each at once. Reads use their own connection and see committed data only.
+
+Reads and checkpoints go through aiosqlite, a thread per connection. The writer is a
+plain sqlite3 connection with a thread of its own, because a small group is cheaper to
+write on the event loop than to hand over: the two thread switches cost more than the
+write, at the p50 and far more at the p99. aiosqlite has no way to run a call on the
+caller's thread, so the writer's thread is an executor of one.
 """
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ import asyncio
 import functools
 import itertools
 import logging
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -55,6 +63,10 @@ CREATE TABLE IF NOT EXISTS settings (
 """
 
 CHECKPOINT_INTERVAL = 1.0  # seconds
+# A group of appends this small is written on the event loop (about 100-300 µs here);
+# bigger ones, or any with an fsync, go to the writer's thread so the loop keeps serving.
+INLINE_MAX_BATCHES = 4
+INLINE_MAX_BYTES = 64 * 1024
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes
 
 INSERT_BATCH = (
@@ -62,6 +74,7 @@ INSERT_BATCH = (
     " producer_epoch, base_sequence, size, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 BATCH_COLUMNS = 10
+BATCH_SIZE_COLUMN = 8  # in INSERT_BATCH's parameters
 # SQLite binds at most 32,766 parameters per statement.
 MAX_BATCHES_PER_INSERT = 32_766 // BATCH_COLUMNS
 
@@ -103,6 +116,16 @@ def _failure_seen(waiter: asyncio.Future) -> None:
         waiter.exception()
 
 
+def _appends_only(statements: list[tuple[str, Any]]) -> bool:
+    return all(sql == INSERT_BATCH for sql, _ in statements)
+
+
+def _small(statements: list[tuple[str, Any]]) -> bool:
+    """Few appends of few bytes: quicker to write than to hand to the writer's thread."""
+    return (len(statements) <= INLINE_MAX_BATCHES and _appends_only(statements)
+            and sum(params[BATCH_SIZE_COLUMN] for _, params in statements) <= INLINE_MAX_BYTES)
+
+
 def batch_row(pid: int, batch: Batch) -> tuple:
     return (pid, batch.base_offset, batch.last_offset, batch.max_timestamp, batch.leader_epoch,
             batch.producer_id, batch.producer_epoch, batch.base_sequence, batch.size, batch.data)
@@ -123,7 +146,8 @@ class Storage:
     def __init__(self, path: Path, fsync_every_commit: bool = False):
         self.path = path
         self._fsync = fsync_every_commit
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="storage-writer")
         self._reader: aiosqlite.Connection | None = None
         self._checkpointer: aiosqlite.Connection | None = None
         self._pending: list[tuple[str, Any, Callable[[], None] | None]] = []
@@ -140,21 +164,30 @@ class Storage:
         # so one hop to SQLite's thread; other groups open their transaction with BEGIN.
         # No statement cache: a cached statement keeps a copy of the blobs last bound to
         # it, and an INSERT per group size would keep tens of MB of batches alive.
-        self._writer = await aiosqlite.connect(self.path, isolation_level=None,
-                                               cached_statements=0)
-        await self._writer.execute("PRAGMA journal_mode=WAL")
-        await self._writer.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
-        # Checkpoints (and their fsync) run on their own connection, never inside a commit.
-        await self._writer.execute("PRAGMA wal_autocheckpoint=0")
-        # Once a checkpoint has emptied it, the WAL file shrinks back to this size instead
-        # of keeping the largest size a burst of writes ever gave it.
-        await self._writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        await self._writer.executescript(SCHEMA)
+        self._writer = await self._in_writer_thread(self._open_writer)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA query_only=ON")
         self._checkpointer = await aiosqlite.connect(self.path, isolation_level=None)
         self._writer_task = asyncio.create_task(self._write_loop(), name="storage-writer")
         self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name="checkpoints")
+
+    def _open_writer(self) -> sqlite3.Connection:
+        # Used by one caller at a time: the write loop, on the event loop or in its thread.
+        writer = sqlite3.connect(self.path, isolation_level=None, cached_statements=0,
+                                 check_same_thread=False)
+        writer.execute("PRAGMA journal_mode=WAL")
+        writer.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
+        # Checkpoints (and their fsync) run on their own connection, never inside a commit.
+        writer.execute("PRAGMA wal_autocheckpoint=0")
+        # Once a checkpoint has emptied it, the WAL file shrinks back to this size instead
+        # of keeping the largest size a burst of writes ever gave it.
+        writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        writer.executescript(SCHEMA)
+        return writer
+
+    async def _in_writer_thread(self, function: Callable, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._writer_thread, function,
+                                                                *args)
 
     async def close(self) -> None:
         try:
@@ -169,9 +202,12 @@ class Storage:
         finally:
             # Whatever went wrong above: each connection's thread keeps the process from
             # exiting until the connection is closed.
-            for conn in (self._checkpointer, self._reader, self._writer):
+            for conn in (self._checkpointer, self._reader):
                 if conn is not None:
                     await conn.close()
+            if self._writer is not None:
+                await self._in_writer_thread(self._writer.close)
+            self._writer_thread.shutdown()
 
     # -- writes -------------------------------------------------------------------------
 
@@ -220,14 +256,14 @@ class Storage:
             commit, self._commit = self._commit, None
             if not pending:
                 continue
+            statements = [(sql, params) for sql, params, _ in pending]
             try:
-                await self._commit_group([(sql, params) for sql, params, _ in pending])
+                if not self._fsync and _small(statements):
+                    self._write_group(statements)
+                else:
+                    await self._in_writer_thread(self._write_group, statements)
             except Exception as exc:  # disk full, I/O error: every write in it fails
                 log.exception("storage commit failed")
-                try:
-                    await self._writer.rollback()
-                except Exception:
-                    pass
                 self.on_failure()
                 if commit is not None and not commit.done():
                     commit.set_exception(exc)
@@ -240,20 +276,24 @@ class Storage:
             if commit is not None and not commit.done():
                 commit.set_result(None)
 
-    async def _commit_group(self, statements: list[tuple[str, Any]]) -> None:
-        """Write the statements in one transaction, with as few hops to SQLite's thread
-        as possible: each call costs one."""
-        if len(statements) <= MAX_BATCHES_PER_INSERT and all(
-                sql == INSERT_BATCH for sql, _ in statements):  # the produce path
-            await self._writer.execute(
+    def _write_group(self, statements: list[tuple[str, Any]]) -> None:
+        """Write the statements in one transaction; all or nothing."""
+        if _appends_only(statements) and len(statements) <= MAX_BATCHES_PER_INSERT:
+            # The produce path: one multi-row INSERT is its own transaction.
+            self._writer.execute(
                 insert_batches(len(statements)),
                 list(itertools.chain.from_iterable(params for _, params in statements)))
             return
-        await self._writer.execute("BEGIN")
-        # Consecutive statements with the same SQL become one executemany call.
-        for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
-            await self._writer.executemany(sql, [params for _, params in group])
-        await self._writer.commit()
+        try:
+            self._writer.execute("BEGIN")
+            # Consecutive statements with the same SQL become one executemany call.
+            for sql, group in itertools.groupby(statements, key=lambda statement: statement[0]):
+                self._writer.executemany(sql, [params for _, params in group])
+            self._writer.execute("COMMIT")
+        except BaseException:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            raise
 
     async def _checkpoint_loop(self) -> None:
         """Copy the WAL into the database in the background; PASSIVE never blocks writers."""

@@ -1,0 +1,73 @@
+"""Storage's group commit on real SQLite: what a failed commit leaves behind.
+
+A write fails here the way a full disk makes it fail, inside SQLite: a trigger, added
+through a connection of the test's own, aborts the INSERT of any batch over 1,000 bytes.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from broker.partition import PartitionLog
+from broker.records import replicated_batches, split_batches
+from broker.storage import INLINE_MAX_BATCHES, Storage
+from test_bad_input import PRODUCE_V, batch
+
+LEADER = 1
+SMALL, LARGE = [b"v" * 10], [b"v" * 2_000]
+
+
+@pytest.fixture
+async def log(tmp_path):
+    storage = Storage(tmp_path / "node.db")
+    await storage.open()
+    storage.write("INSERT INTO partitions (id, topic, topic_id, partition) VALUES (1, 't', ?, 0)",
+                  (b"\0" * 16,))
+    log = PartitionLog(storage, 1, "t", 0, LEADER)
+    log.become_leader(1, [LEADER], [LEADER], partition_epoch=0)
+    storage.on_failure = log.rollback  # what the node does for every partition
+    with sqlite3.connect(tmp_path / "node.db") as db:
+        db.execute("CREATE TRIGGER disk_full BEFORE INSERT ON batches WHEN NEW.size > 1000"
+                   " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    yield log
+    await storage.close()
+
+
+def append(log: PartitionLog, values: list[bytes]):
+    return log.append(split_batches(batch(values), 1 << 20, PRODUCE_V), None)[2]
+
+
+async def stored_offsets(log: PartitionLog) -> list[int]:
+    blobs = await log.storage.read_batches(log.pid, 0, 1 << 30, 1 << 30)
+    return [b.base_offset for blob in blobs for b in replicated_batches(blob)]
+
+
+# One batch is written on the event loop; more than INLINE_MAX_BATCHES, in the writer's thread.
+@pytest.mark.parametrize("group", [1, INLINE_MAX_BATCHES + 1])
+async def test_a_failed_commit_fails_its_whole_group_and_the_log_carries_on(log, group):
+    await append(log, SMALL)
+    # One group: the writes are queued before the writer wakes up.
+    commits = [append(log, SMALL) for _ in range(group - 1)] + [append(log, LARGE)]
+    for commit in commits:
+        with pytest.raises(sqlite3.DatabaseError, match="disk is full"):
+            await commit
+    assert log.end_offset == 1  # the failed group's offsets are given out again
+    assert await stored_offsets(log) == [0]
+
+    await append(log, SMALL)
+    assert await stored_offsets(log) == [0, 1]
+    assert log.high_watermark == 2
+
+
+async def test_a_failed_transaction_is_rolled_back(log):
+    """Compaction's delete-and-rewrite is one transaction: when the rewrite fails, the
+    deleted batch is still there, and the next write is not caught in the transaction."""
+    await append(log, SMALL)
+    rewritten = replicated_batches(batch(LARGE))
+    with pytest.raises(sqlite3.DatabaseError, match="disk is full"):
+        await log.storage.replace_batches(log.pid, [0], rewritten)
+    assert await stored_offsets(log) == [0]
+
+    await append(log, SMALL)
+    assert await stored_offsets(log) == [0, 1]
