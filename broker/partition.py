@@ -237,11 +237,11 @@ class PartitionLog:
             self._remember(batch.producer_id, batch.producer_epoch, batch.base_sequence,
                            batch.last_sequence, base_offset)
         self.end_offset = base_offset + batch.last_offset_delta + 1
-        self.size += batch.size
-        end = self.end_offset
-        return self.storage.append_batch(self.pid, batch, lambda: self._committed(end))
+        end, size = self.end_offset, batch.size
+        return self.storage.append_batch(self.pid, batch, lambda: self._committed(end, size))
 
-    def _committed(self, end: int) -> None:
+    def _committed(self, end: int, size: int) -> None:
+        self.size += size  # bytes stored: a batch whose commit fails never counts
         if end > self.local_end:
             self.local_end = end
             self._update_high_watermark()
@@ -263,17 +263,21 @@ class PartitionLog:
                 state.batches.pop()
             if not state.batches:
                 forgotten.append(producer_id)
-        truncated = self.storage.truncate(self.pid, offset)
-        if not forgotten:
-            return truncated
-        return asyncio.ensure_future(self._recall_producers(truncated, forgotten))
+        return asyncio.ensure_future(self._truncated(self.storage.truncate(self.pid, offset),
+                                                     offset, forgotten))
 
-    async def _recall_producers(self, truncated: asyncio.Future, producer_ids: list[int]) -> None:
+    async def _truncated(self, truncation: asyncio.Future, offset: int,
+                         forgotten_producers: list[int]) -> None:
+        await truncation
+        # The fetcher waits for this before it fetches again: what is left is all there is.
+        self.size = await self.storage.size_below(self.pid, offset)
+        await self._recall_producers(forgotten_producers)
+
+    async def _recall_producers(self, producer_ids: list[int]) -> None:
         """Producers whose every remembered batch was truncated get their newest batches
         left in the log back, as Kafka rebuilds producer state from the log: without them
         the next sequence looked out of order, and an idempotent producer stalled on this
         node once it led again."""
-        await truncated
         for producer_id in producer_ids:
             rows = await self.storage.producer_batches(self.pid, producer_id,
                                                        PRODUCER_BATCHES_KEPT)

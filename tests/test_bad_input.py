@@ -19,8 +19,9 @@ from kafka.protocol.admin import (
     CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
-    ElectLeadersResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    DescribeGroupsResponse, DescribeLogDirsRequest, DescribeLogDirsResponse,
+    DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
     ListGroupsRequest, ListGroupsResponse,
 )
 from kafka.protocol.consumer import (
@@ -304,6 +305,9 @@ def sweep_request(api_key: int, version: int, topic: str):
         return request_class(version=version, validate_only=False, resources=[Resource(
             resource_type=TOPIC_RESOURCE, resource_name=topic,
             configs=[Resource.AlterableConfig(**change)])])
+    if api_key == 35:
+        return DescribeLogDirsRequest(version=version, topics=[
+            DescribeLogDirsRequest.DescribableLogDirTopic(topic=topic, partitions=[0])])
     if api_key == 37:
         return CreatePartitionsRequest(version=version, timeout_ms=10000, validate_only=False, topics=[
             CreatePartitionsRequest.CreatePartitionsTopic(name=topic, count=2, assignments=None)])
@@ -324,7 +328,8 @@ RESPONSES = {r.API_KEY: r for r in [
     OffsetFetchResponse, FindCoordinatorResponse, DescribeGroupsResponse, ListGroupsResponse,
     ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, DeleteRecordsResponse,
     InitProducerIdResponse, DescribeConfigsResponse, AlterConfigsResponse,
-    IncrementalAlterConfigsResponse, CreatePartitionsResponse, ElectLeadersResponse,
+    IncrementalAlterConfigsResponse, DescribeLogDirsResponse, CreatePartitionsResponse,
+    ElectLeadersResponse,
     DescribeQuorumResponse, DescribeClusterResponse]}
 
 

@@ -9,7 +9,9 @@ import pytest
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
                              TopicPartition)
 from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
-from kafka.protocol.admin import CreatePartitionsRequest, CreateTopicsRequest
+from kafka.admin import KafkaAdminClient
+from kafka.protocol.admin import (CreatePartitionsRequest, CreateTopicsRequest,
+                                  DescribeLogDirsRequest)
 from kafka.protocol.consumer import OffsetForLeaderEpochRequest
 from kafka.protocol.metadata import MetadataRequest, MetadataResponse
 from kafka import errors
@@ -415,6 +417,71 @@ def test_a_former_leader_knows_its_producers_after_truncating_what_it_alone_took
     with Raw(cluster.nodes[leader]) as raw:
         answer = produce(raw, 1, acks=-1)
     assert (answer.error_code, answer.base_offset) == (0, 1)
+    # The batches it truncated no longer count in its size on disk.
+    wait_for(lambda: len({sizes[0] for sizes in stored_sizes(cluster, "sequences").values()}) == 1,
+             "every replica to report the same size")
+
+
+def stored_sizes(cluster, topic: str) -> dict[int, dict[int, int]]:
+    """{node id: {partition: bytes stored}} of the replicas of `topic` each node holds."""
+    sizes = {}
+    for node_id, node in cluster.nodes.items():
+        answer = probe.call(("127.0.0.1", node.port),
+                            DescribeLogDirsRequest(version=4, topics=None), timeout=WAIT)
+        sizes[node_id] = {p.partition_index: p.partition_size for result in answer.results
+                          for t in result.topics if t.name == topic for p in t.partitions}
+    return sizes
+
+
+def test_each_broker_describes_the_replicas_it_stores(quorum_cluster):
+    """kafka-python's admin client asks every broker, as kafka-log-dirs does: each has one
+    log directory, its `log.dirs`, holding the replicas placed on it, each as large as the
+    batches it stores."""
+    cluster = quorum_cluster(3)
+    registered(cluster)
+    assert create_topic(cluster, "everywhere", 2, 3) == 0
+    assert create_topic(cluster, "once", 1, 1) == 0
+    records = batch([b"v" * 100] * 10)
+    expected: dict[int, dict[tuple[str, int], int]] = {node_id: {} for node_id in cluster.nodes}
+    for topic, count in (("everywhere", 2), ("once", 1)):
+        def settled(node):
+            states = probe.partitions(node.bootstrap, topic)
+            return len(states) == count and all(len(p.isr) == len(p.replicas) for p in states.values())
+        wait_for(lambda: all(settled(node) for node in cluster.nodes.values()),
+                 f"every node to know {topic} with a full ISR")
+        states = probe.partitions(bootstrap(cluster), topic)
+        for index, state in states.items():
+            with Raw(cluster.nodes[state.leader]) as raw:
+                for _ in range(index + 1):  # partition i holds i + 1 batches
+                    raw.send(produce_request(topic, {index: records}, acks=-1))
+                    answer = raw.receive(ProduceResponse, PRODUCE_V)
+                    assert answer.responses[0].partition_responses[0].error_code == 0
+            for replica in state.replicas:
+                expected[replica][(topic, index)] = len(records) * (index + 1)
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap(cluster))
+    try:
+        def described() -> dict[int, dict[tuple[str, int], int]]:
+            seen = {}
+            for answer in admin.describe_log_dirs():
+                (log_dir,) = answer["log_dirs"]
+                assert log_dir["error_code"] == 0
+                assert log_dir["log_dir"] == str(cluster.nodes[answer["broker"]].directory / "data")
+                assert 0 < log_dir["usable_bytes"] <= log_dir["total_bytes"]
+                seen[answer["broker"]] = {
+                    (t["name"], p["partition_index"]): p["partition_size"]
+                    for t in log_dir["topics"] if not t["name"].startswith("__")
+                    for p in t["partitions"]}
+            return seen
+        wait_for(lambda: described() == expected, f"every replica's size: {expected}")
+
+        # Asked for one partition, each broker answers for that one alone.
+        answers = admin.describe_log_dirs(topic_partitions={"everywhere": [1]})
+        assert {answer["broker"]: [(t["name"], [p["partition_index"] for p in t["partitions"]])
+                                   for t in answer["log_dirs"][0]["topics"]]
+                for answer in answers} == {node_id: [("everywhere", [1])] for node_id in cluster.nodes}
+    finally:
+        admin.close()
 
 
 def test_producer_ids_are_unique_across_the_cluster_and_its_restarts(quorum_cluster):

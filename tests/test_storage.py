@@ -54,10 +54,12 @@ async def test_a_failed_commit_fails_its_whole_group_and_the_log_carries_on(log,
             await commit
     assert log.end_offset == 1  # the failed group's offsets are given out again
     assert await stored_offsets(log) == [0]
+    assert log.size == len(batch(SMALL))  # nor do its bytes count
 
     await append(log, SMALL)
     assert await stored_offsets(log) == [0, 1]
     assert log.high_watermark == 2
+    assert log.size == 2 * len(batch(SMALL))
 
 
 async def test_a_failed_transaction_is_rolled_back(log):

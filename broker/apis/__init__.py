@@ -22,6 +22,7 @@ from broker.apis import (  # noqa: F401
     offset_for_leader_epoch,  # 23
     describe_configs,   # 32
     alter_configs,      # 33 and 44 (IncrementalAlterConfigs)
+    describe_log_dirs,  # 35
     create_partitions,  # 37
     delete_groups,      # 42
     elect_leaders,      # 43
