@@ -77,11 +77,14 @@ async def test_topics_view_counts_demo_records(cluster, tmp_path):
 
         def counted() -> bool:
             table = rows(app, "topics")
-            return all(int(table[t][4].replace(",", "")) > 0 and table[t][5] not in ("-", "0.0")
-                       for t in DEMO_TOPICS)
+            return all(int(table[t][4].replace(",", "")) > 0 and table[t][5] != "-"
+                       and table[t][6] not in ("-", "0.0") for t in DEMO_TOPICS)
 
-        await until(pilot, counted, what="records and a rate on every demo topic")
+        await until(pilot, counted, what="records, a size and a rate on every demo topic")
         assert rows(app, "topics")["orders"][1:3] == ["3", "3"]
+        # The size is what the partition leaders hold, as their DescribeLogDirs answers say.
+        orders = app.snapshot.topics["orders"]
+        assert orders.size == sum(p.size for p in orders.partitions) > 0
 
 
 async def test_create_grow_and_delete_a_topic_from_the_keyboard(cluster, tmp_path):
@@ -115,10 +118,11 @@ async def test_topic_detail_lists_partitions(cluster, tmp_path):
         await pilot.press("enter")
         await until(pilot, lambda: len(app.screen.query("#partitions")) == 1
                     and len(rows(app, "partitions")) == 3, what="three partitions")
-        for index, (partition, leader, replicas, isr, *_) in rows(app, "partitions").items():
+        for index, (partition, leader, replicas, isr, *_, size) in rows(app, "partitions").items():
             assert partition == index
             assert leader in replicas.split(",")
             assert sorted(isr.split(",")) == sorted(replicas.split(","))
+            assert size.endswith("B") or size.endswith("bytes")
         await pilot.press("escape")
         assert app.screen.query("#topics")
 

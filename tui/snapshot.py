@@ -50,6 +50,7 @@ class Partition:
     offline: tuple[int, ...] = ()
     log_start: int | None = None
     high_watermark: int | None = None
+    size: int | None = None  # bytes on the leader's disk (DescribeLogDirs); None if unknown
 
     @property
     def name(self) -> str:
@@ -98,6 +99,12 @@ class Topic:
     @property
     def records(self) -> int:
         return sum(p.records for p in self.partitions)
+
+    @property
+    def size(self) -> int | None:
+        """Bytes on the leaders' disks; None when no partition's size is known."""
+        known = [p.size for p in self.partitions if p.size is not None]
+        return sum(known) if known else None
 
     @property
     def end_offsets(self) -> int:

@@ -25,7 +25,8 @@ from aiokafka.conn import collect_hosts, create_conn
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.errors import (IncompatibleBrokerVersion, KafkaConnectionError, KafkaError,
                              for_code)
-from kafka.protocol.admin import DescribeGroupsRequest, DescribeQuorumRequest
+from kafka.protocol.admin import (DescribeGroupsRequest, DescribeLogDirsRequest,
+                                  DescribeQuorumRequest)
 from kafka.protocol.consumer import ListOffsetsRequest, OffsetFetchRequest
 from kafka.protocol.metadata import FindCoordinatorRequest, MetadataRequest
 
@@ -59,6 +60,7 @@ class ClusterSource:
     """
 
     METADATA = KafkaPythonRequest(MetadataRequest, topics=None)
+    LOG_DIRS = KafkaPythonRequest(DescribeLogDirsRequest, topics=None)
 
     def __init__(self, bootstrap: str, client_config: dict[str, Any] | None = None,
                  local: LocalCluster | None = None):
@@ -158,9 +160,9 @@ class ClusterSource:
         if set(brokers) != {b.nodeId for b in client.cluster.brokers()}:
             await client.force_metadata_update()  # so new brokers can be reached
         partitions = _partitions(metadata)
-        offsets, quorum, groups, local, min_isr = await asyncio.gather(
+        offsets, quorum, groups, local, min_isr, sizes = await asyncio.gather(
             self._offsets(partitions), self._quorum(), self._groups(list(brokers)),
-            self._local_nodes(), self._min_isr_of(list(partitions)),
+            self._local_nodes(), self._min_isr_of(list(partitions)), self._sizes(list(brokers)),
             return_exceptions=True)
         quorum_error = groups_error = None
         if isinstance(quorum, BaseException):
@@ -172,12 +174,16 @@ class ClusterSource:
             local = None
         if isinstance(min_isr, BaseException):
             min_isr = {}
+        if isinstance(sizes, BaseException):
+            log.info("log dirs: %s", describe_error(sizes))
+            sizes = {}
         if isinstance(offsets, BaseException):
             raise offsets
         topics = {}
         for name, (internal, parts) in sorted(partitions.items()):
             topics[name] = Topic(name, tuple(
-                Partition(**fields, **offsets.get((name, fields["index"]), {}))
+                Partition(**fields, **offsets.get((name, fields["index"]), {}),
+                          size=sizes.get((name, fields["index"], fields["leader"])))
                 for fields in parts), internal, min_isr.get(name))
         return Snapshot(taken_at=time.time(), duration=time.monotonic() - started,
                         cluster_id=metadata.cluster_id, controller_id=metadata.controller_id,
@@ -218,6 +224,26 @@ class ClusterSource:
                                for ts, key in ((EARLIEST, "log_start"),
                                                (LATEST, "high_watermark"))))
         return found
+
+    async def _sizes(self, broker_ids: list[int]) -> dict[tuple[str, int, int], int]:
+        """Bytes of each replica, as (topic, partition, broker): one DescribeLogDirs per
+        broker. A broker that cannot answer (down, too old, not authorized) leaves out
+        its replicas."""
+        async def ask(broker: int):
+            try:
+                return broker, await self._send(broker, self.LOG_DIRS)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.info("log dirs of broker %d: %s", broker, describe_error(exc))
+                return broker, None
+
+        sizes = {}
+        for broker, response in await asyncio.gather(*map(ask, broker_ids)):
+            for result in response.results if response else ():
+                for topic in result.topics if result.error_code == 0 else ():
+                    for p in topic.partitions:
+                        if not p.is_future_key:
+                            sizes[(topic.name, p.partition_index, broker)] = p.partition_size
+        return sizes
 
     async def _quorum(self) -> Quorum:
         Topic_ = DescribeQuorumRequest.TopicData

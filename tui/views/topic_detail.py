@@ -8,7 +8,7 @@ from textual.binding import Binding
 from tui.events import Severity
 from tui.snapshot import NO_LEADER, Partition, Snapshot
 from tui.views.base import View
-from tui.widgets.chrome import Summary, toned
+from tui.widgets.chrome import Summary, size_text, toned
 from tui.widgets.live_table import LiveTable
 
 
@@ -26,7 +26,7 @@ class TopicDetail(View):
     def body(self) -> ComposeResult:
         yield Summary(id="topic-summary", classes="box")
         yield LiveTable("partition", "leader", "replicas", "ISR", "log start",
-                        "high watermark", "records", id="partitions")
+                        "high watermark", "records", "size", id="partitions")
 
     def replicas_text(self, partition: Partition) -> Text | str:
         """Replicas, with those out of the ISR (or offline) marked ✗ in the error colour."""
@@ -54,14 +54,16 @@ class TopicDetail(View):
             (self.topic, "bold"), f"   partitions {len(topic.partitions)}"
             f"   replication factor {topic.replication_factor}"
             f"   min.insync.replicas {topic.min_isr or '?'}"
-            f"   under-replicated {topic.under_replicated}   records {topic.records:,}"))
+            f"   under-replicated {topic.under_replicated}   records {topic.records:,}"
+            f"   size {size_text(topic.size)}"))
         rows = []
         for p in topic.partitions:
             leader = (toned(self.app, "none", Severity.BAD, bold=True) if p.leader == NO_LEADER
                       else str(p.leader))
             rows.append((str(p.index), (
                 str(p.index), leader, self.replicas_text(p), ",".join(map(str, p.isr)),
-                offset_text(p.log_start), offset_text(p.high_watermark), f"{p.records:,}")))
+                offset_text(p.log_start), offset_text(p.high_watermark), f"{p.records:,}",
+                size_text(p.size))))
         self.query_one(LiveTable).sync(rows)
 
     def action_tail(self) -> None:

@@ -8,7 +8,7 @@ from textual.binding import Binding
 from tui.history import sparkline
 from tui.snapshot import Snapshot
 from tui.views.base import View
-from tui.widgets.chrome import count_text
+from tui.widgets.chrome import count_text, size_text
 from tui.widgets.dialogs import AddPartitions, Confirm, CreateTopic
 from tui.widgets.live_table import LiveTable
 
@@ -29,7 +29,7 @@ class TopicsView(View):
     ]
 
     def body(self) -> ComposeResult:
-        yield LiveTable("topic", "partitions", "RF", "under-replicated", "records",
+        yield LiveTable("topic", "partitions", "RF", "under-replicated", "records", "size",
                         "in/s", "trend", id="topics")
 
     def on_mount(self) -> None:
@@ -45,7 +45,7 @@ class TopicsView(View):
             rows.append((topic.name, (
                 topic.name, len(topic.partitions), topic.replication_factor,
                 count_text(self.app, topic.under_replicated), f"{topic.records:,}",
-                rate_text(history.latest(key)), sparkline(history.series(key)))))
+                size_text(topic.size), rate_text(history.latest(key)), sparkline(history.series(key)))))
         self.query_one(LiveTable).sync(rows)
 
     @property

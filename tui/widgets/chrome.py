@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+from rich.filesize import decimal
 from rich.text import Text
 from textual.app import App
 from textual.widgets import Static
@@ -29,6 +30,11 @@ def state_text(app: App, state: BrokerState) -> Text:
 def count_text(app: App, count: int) -> Text:
     """A count of problems: quiet at zero, red otherwise."""
     return toned(app, count, Severity.BAD if count else Severity.INFO, bold=bool(count))
+
+
+def size_text(size: int | None) -> str:
+    """Bytes on disk, in kB/MB/GB as `df -H` gives them; "-" when the cluster did not say."""
+    return "-" if size is None else decimal(size)
 
 
 def age(seconds: float) -> str:
