@@ -3,6 +3,7 @@ same messages, for every API version a node serves or sends, and for offset reco
 from __future__ import annotations
 
 import pytest
+from kafka.protocol.admin import DescribeLogDirsResponse
 from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
 from kafka.protocol.metadata import ApiVersionsResponse
 from kafka.protocol.producer import ProduceRequest
@@ -92,6 +93,26 @@ def test_an_offset_commit_answer_of_tuples_is_the_answer_of_objects(version):
                                   topics=[("t", [(0, 0), (1, 16)]), ("ü", [(5, 3)])])
     header = codec.ResponseHeaderFields(9)
     assert codec.encode(tuples, header) == codec.encode(objects, header)
+
+
+@pytest.mark.parametrize("version", range(1, 6))
+def test_a_log_dirs_answer_of_tuples_is_the_answer_of_objects(version):
+    Result = DescribeLogDirsResponse.DescribeLogDirsResult
+    Topic = Result.DescribeLogDirsTopic
+    Partition = Topic.DescribeLogDirsPartition
+    stored = [("t", [(0, 1234, 0, False), (1, 0, 7, False)]), ("ü", [(5, 1 << 40, 0, False)])]
+
+    def answer(topics):
+        return DescribeLogDirsResponse(version=version, throttle_time_ms=0, error_code=0, results=[
+            Result(version=version, error_code=0, log_dir="/data", topics=topics,
+                   total_bytes=10 << 30, usable_bytes=1 << 30, is_cordoned=False)])
+
+    objects = answer([Topic(version=version, name=name, partitions=[
+        Partition(version=version, partition_index=i, partition_size=size, offset_lag=lag,
+                  is_future_key=future) for i, size, lag, future in partitions])
+        for name, partitions in stored])
+    header = codec.ResponseHeaderFields(9)
+    assert codec.encode(answer(stored), header) == codec.encode(objects, header)
 
 
 def test_records_of_every_version_are_read_as_kafka_python_reads_them():

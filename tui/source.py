@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 METADATA_TOPIC = "__cluster_metadata"
 EARLIEST, LATEST = -2, -1
 REQUEST_TIMEOUT = 3.0  # seconds for one request to one broker
+# DescribeLogDirs lists every replica a broker holds, which costs a broker with thousands
+# of partitions real time; sizes change slowly, so they are asked at most this often.
+SIZES_EVERY_S = 5.0
 
 
 class Unreachable(Exception):
@@ -73,6 +76,7 @@ class ClusterSource:
         self._min_isr: dict[str, int | None] = {}
         self._good_node: int | None = None
         self._offset_requests: dict[tuple, KafkaPythonRequest] = {}
+        self._sizes_seen: tuple[float, dict[tuple[str, int, int], int]] | None = None
 
     # -- connections -----------------------------------------------------------------
 
@@ -227,8 +231,11 @@ class ClusterSource:
 
     async def _sizes(self, broker_ids: list[int]) -> dict[tuple[str, int, int], int]:
         """Bytes of each replica, as (topic, partition, broker): one DescribeLogDirs per
-        broker. A broker that cannot answer (down, too old, not authorized) leaves out
-        its replicas."""
+        broker, every SIZES_EVERY_S. A broker that cannot answer (down, too old, not
+        authorized) leaves out its replicas."""
+        if self._sizes_seen and time.monotonic() - self._sizes_seen[0] < SIZES_EVERY_S:
+            return self._sizes_seen[1]
+
         async def ask(broker: int):
             try:
                 return broker, await self._send(broker, self.LOG_DIRS)
@@ -243,6 +250,7 @@ class ClusterSource:
                     for p in topic.partitions:
                         if not p.is_future_key:
                             sizes[(topic.name, p.partition_index, broker)] = p.partition_size
+        self._sizes_seen = (time.monotonic(), sizes)
         return sizes
 
     async def _quorum(self) -> Quorum:
