@@ -3,6 +3,7 @@ the races they guard against are too narrow to provoke through processes reliabl
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from kafka import errors
@@ -16,17 +17,22 @@ from test_bad_input import PRODUCE_V, batch
 LEADER, CAUGHT_UP, RETURNING = 1, 2, 3
 
 
-@pytest.fixture
-async def leader(tmp_path):
-    """Node 1 leads a partition replicated on nodes 1-3, with node 3 out of the ISR."""
-    storage = Storage(tmp_path / "node.db")
+async def open_log(path: Path) -> PartitionLog:
+    """Partition t-0 of node 1 on fresh storage at `path`; close with `log.storage.close()`."""
+    storage = Storage(path)
     await storage.open()
     storage.write("INSERT INTO partitions (id, topic, topic_id, partition) VALUES (1, 't', ?, 0)",
                   (b"\0" * 16,))
-    log = PartitionLog(storage, 1, "t", 0, LEADER)
+    return PartitionLog(storage, 1, "t", 0, LEADER)
+
+
+@pytest.fixture
+async def leader(tmp_path):
+    """Node 1 leads a partition replicated on nodes 1-3, with node 3 out of the ISR."""
+    log = await open_log(tmp_path / "node.db")
     log.become_leader(1, [LEADER, CAUGHT_UP, RETURNING], [LEADER, CAUGHT_UP], partition_epoch=5)
     yield log
-    await storage.close()
+    await log.storage.close()
 
 
 async def append(log: PartitionLog, records: int) -> int:

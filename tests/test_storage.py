@@ -11,27 +11,23 @@ import pytest
 
 from broker.partition import PartitionLog
 from broker.records import replicated_batches, split_batches
-from broker.storage import INLINE_MAX_BATCHES, Storage
+from broker.storage import INLINE_MAX_BATCHES
 from test_bad_input import PRODUCE_V, batch
+from test_partition_log import LEADER, open_log
 
-LEADER = 1
 SMALL, LARGE = [b"v" * 10], [b"v" * 2_000]
 
 
 @pytest.fixture
 async def log(tmp_path):
-    storage = Storage(tmp_path / "node.db")
-    await storage.open()
-    storage.write("INSERT INTO partitions (id, topic, topic_id, partition) VALUES (1, 't', ?, 0)",
-                  (b"\0" * 16,))
-    log = PartitionLog(storage, 1, "t", 0, LEADER)
+    log = await open_log(tmp_path / "node.db")
     log.become_leader(1, [LEADER], [LEADER], partition_epoch=0)
-    storage.on_failure = log.rollback  # what the node does for every partition
+    log.storage.on_failure = log.rollback  # what the node does for every partition
     with sqlite3.connect(tmp_path / "node.db") as db:
         db.execute("CREATE TRIGGER disk_full BEFORE INSERT ON batches WHEN NEW.size > 1000"
                    " BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
     yield log
-    await storage.close()
+    await log.storage.close()
 
 
 def append(log: PartitionLog, values: list[bytes]):
