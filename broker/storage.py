@@ -161,7 +161,7 @@ class Storage:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: a group of appends is one multi-row INSERT, its own transaction, and
-        # so one hop to SQLite's thread; other groups open their transaction with BEGIN.
+        # so one call into SQLite; other groups open their transaction with BEGIN.
         # No statement cache: a cached statement keeps a copy of the blobs last bound to
         # it, and an INSERT per group size would keep tens of MB of batches alive.
         self._writer = await self._in_writer_thread(self._open_writer)
