@@ -480,6 +480,10 @@ def test_each_broker_describes_the_replicas_it_stores(quorum_cluster):
         assert {answer["broker"]: [(t["name"], [p["partition_index"] for p in t["partitions"]])
                                    for t in answer["log_dirs"][0]["topics"]]
                 for answer in answers} == {node_id: [("everywhere", [1])] for node_id in cluster.nodes}
+        # Partitions a broker does not hold are left out, with no error, as Kafka answers.
+        for answer in admin.describe_log_dirs(topic_partitions={"absent": [0], "once": [7]}):
+            assert answer["log_dirs"][0]["error_code"] == 0
+            assert answer["log_dirs"][0]["topics"] == []
     finally:
         admin.close()
 
