@@ -376,7 +376,7 @@ def pipelined_rate(conn: Connection, pid: int, frames: list[bytes], window: int,
     # Frames go out in chunks and answers are parsed from whole reads, so the client's
     # system calls are not what is timed.
     while received < count:
-        if sent < count and sent - received < window:
+        while sent < count and sent - received < window:
             chunk = min(count - sent, window - (sent - received), SEND_CHUNK)
             conn.sock.sendall(b"".join(frames[sent:sent + chunk]))
             sent += chunk
