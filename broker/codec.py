@@ -72,6 +72,26 @@ class ResponseHeaderFields(NamedTuple):
     correlation_id: int
 
 
+RESPONSE_START = struct.Struct(">ii")  # a response frame's size, then its correlation id
+
+
+class EncodedResponse(NamedTuple):
+    """A response encoded beforehand, but for its correlation id: answers that repeat (a
+    commit's, whose only content is its partitions' error codes) are encoded once and kept.
+    Every response header starts with the correlation id; what follows it (the flexible
+    header's tagged fields) and the body are the same in every answer."""
+    after_correlation_id: bytes
+
+    @classmethod
+    def of(cls, message: ApiMessage) -> "EncodedResponse":
+        frame = encode(message, ResponseHeaderFields(0))
+        return cls(bytes(frame[RESPONSE_START.size:]))
+
+    def frame(self, correlation_id: int) -> bytes:
+        rest = self.after_correlation_id
+        return RESPONSE_START.pack(len(rest) + 4, correlation_id) + rest
+
+
 def encode(message: ApiMessage, header: ResponseHeaderFields | None = None) -> bytes:
     """A message as a frame with its size prefix. Its header is `header`, or else the one
     set by `with_header`."""

@@ -5,10 +5,13 @@ schemas; this module only maps API keys to handlers.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from kafka.protocol.api_message import ApiMessage
+
+from broker.codec import EncodedResponse
 
 if TYPE_CHECKING:
     from broker.node import Node
@@ -34,7 +37,8 @@ class RequestContext:
         return self.session.listener if self.session else self.node.config.inter_broker_listener
 
 
-Handler = Callable[[ApiMessage, RequestContext], Awaitable[ApiMessage | None]]
+Handler = Callable[[ApiMessage, RequestContext],
+                   Awaitable[ApiMessage | EncodedResponse | None]]
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,9 @@ class Api:
     max_version: int
     handler: Handler
     inter_node: bool  # spoken between nodes only: not advertised to clients
+    # A handler that is not a coroutine function does its first part when called, and
+    # returns the coroutine that finishes the request (OffsetCommit queues its records).
+    starts_at_once: bool
 
     @property
     def key(self) -> int:
@@ -60,7 +67,8 @@ def api(request: type[ApiMessage], min_version: int, max_version: int, inter_nod
     """Register `handler` for `request`'s API key over [min_version, max_version]."""
     def register(handler: Handler) -> Handler:
         assert request.API_KEY not in REGISTRY, f"{request.name} registered twice"
-        REGISTRY[request.API_KEY] = Api(request, min_version, max_version, handler, inter_node)
+        REGISTRY[request.API_KEY] = Api(request, min_version, max_version, handler, inter_node,
+                                        not inspect.iscoroutinefunction(handler))
         return handler
     return register
 

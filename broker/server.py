@@ -5,7 +5,9 @@ reflects every request before it (a Metadata request queued behind an acks=all p
 describes the cluster the produce waited for, not the one it arrived in). The exception
 is a run of Produce requests, or of OffsetCommit requests: each starts as it arrives (so
 it takes its place in the log in order) without waiting for the one before, so a
-pipelining client's batches, or commits, share one append and one group commit.
+pipelining client's batches, or commits, share one append and one group commit. A
+commit's first part even runs as it is read (Api.starts_at_once), and one task per
+connection finishes such requests in order: a task for each cost more than the commit.
 Responses go back in request order, as Kafka guarantees. Nothing a client sends can stop
 the node: a frame it cannot parse closes that client's connection only.
 
@@ -21,6 +23,7 @@ import functools
 import logging
 import struct
 from collections import deque
+from typing import Coroutine
 
 from kafka.protocol.metadata import ApiVersionsResponse
 
@@ -44,12 +47,20 @@ UNSUPPORTED_VERSION = 35
 # Reading a connection's requests ahead pauses at this many unanswered requests, or once
 # their frames reach this many bytes (so a frame bigger than that is still read). Pipelined
 # commits and produces read together share one append, so more read ahead costs less each.
-MAX_IN_FLIGHT = 256
+MAX_IN_FLIGHT = 1024
 READ_AHEAD_BYTES = 16 * 1024 * 1024
 # What a node answers before its broker side is ready: version negotiation, SASL and the quorum.
 ANSWERED_BEFORE_READY = frozenset({API_VERSIONS_KEY, *SASL_KEYS, 55})
 # What a SASL listener answers before the client has authenticated.
 ANSWERED_BEFORE_AUTHENTICATION = frozenset({API_VERSIONS_KEY, *SASL_KEYS})
+
+
+def encode_answer(response, context: RequestContext) -> bytes | None:
+    if response is None:
+        return None
+    if isinstance(response, codec.EncodedResponse):
+        return response.frame(context.correlation_id)
+    return codec.encode(response, codec.ResponseHeaderFields(context.correlation_id))
 
 
 class KafkaServer:
@@ -124,6 +135,10 @@ class Connection:
         # other waits for that run and that last request, which waited for the rest.
         self._run: dict[asyncio.Task, int] = {}
         self._last_waiting: asyncio.Task | None = None
+        # Requests that started at once (Api.starts_at_once), with their context and the
+        # future of their answer, and the task finishing them in order.
+        self._started: deque[tuple[Coroutine, RequestContext, asyncio.Future]] = deque()
+        self._finishing: asyncio.Task | None = None
 
     async def serve(self) -> None:
         reading = asyncio.create_task(self._read_requests())
@@ -192,29 +207,61 @@ class Connection:
             waiting = self._last_waiting is not None and not self._last_waiting.done()
             in_run = (api_key in RUN_KEYS and not waiting
                       and next(iter(self._run.values()), api_key) == api_key)
-            earlier = [] if in_run else [*self._run, *([self._last_waiting] if waiting else [])]
-            # The task starts before the next request is read, so appends keep their order.
-            task = asyncio.create_task(self._handle(api, request, context, earlier))
-            if in_run:
-                self._run[task] = api_key
-                task.add_done_callback(self._run.pop)
+            if in_run and api.starts_at_once:
+                answer = self._start(api, request, context)
             else:
-                self._last_waiting = task
-            await self._queue(task, size)
+                earlier = [] if in_run else [*self._run, *([self._last_waiting] if waiting else [])]
+                # The task starts before the next request is read, so appends keep their order.
+                answer = asyncio.create_task(self._handle(api, request, context, earlier))
+                if in_run:
+                    self._run[answer] = api_key
+                    answer.add_done_callback(self._run.pop)
+                else:
+                    self._last_waiting = answer
+            await self._queue(answer, size)
             if not self.session.authenticated:
                 # The SASL exchange decides what the next request may be: no reading ahead.
-                await asyncio.wait([task])
+                await asyncio.wait([answer])
                 if self.session.refused:
                     raise CloseConnection(self.session.refused)
 
     async def _handle(self, api, request, context: RequestContext,
-                      earlier: list[asyncio.Task]) -> bytes | None:
+                      earlier: list[asyncio.Future]) -> bytes | None:
         if earlier:
             await asyncio.wait(earlier)
-        response = await api.handler(request, context)
-        if response is None:
-            return None
-        return codec.encode(response, codec.ResponseHeaderFields(context.correlation_id))
+        return encode_answer(await api.handler(request, context), context)
+
+    def _start(self, api, request, context: RequestContext) -> asyncio.Future:
+        """Start a request whose handler starts at once, in a run: its first part runs now,
+        and one task per connection finishes such requests in order (a task each would
+        cost more than a commit's own work). Returns the future of its answer."""
+        finishing = api.handler(request, context)
+        answer = asyncio.get_running_loop().create_future()
+        self._started.append((finishing, context, answer))
+        if self._finishing is None or self._finishing.done():
+            self._finishing = asyncio.create_task(self._finish_started())
+            # The task stands for the run's started requests: it ends once all are answered.
+            self._run[self._finishing] = api.key
+            self._finishing.add_done_callback(self._run.pop)
+        return answer
+
+    async def _finish_started(self) -> None:
+        # Not cancelled with the connection: what was started is finished (a commit's
+        # records are already queued); only the answers are dropped.
+        try:
+            while self._started:
+                finishing, context, answer = self._started.popleft()
+                try:
+                    data = encode_answer(await finishing, context)
+                except Exception as exc:  # the sender logs it and closes the connection
+                    if not answer.done():
+                        answer.set_exception(exc)
+                else:
+                    if not answer.done():
+                        answer.set_result(data)
+        finally:  # left only when empty, or when the node stops and cancels every task
+            while self._started:
+                self._started.popleft()[0].close()
 
     def _unsupported_api_versions(self, correlation_id: int) -> asyncio.Future:
         """A client asking for a newer ApiVersions gets our ranges in the v0 format."""

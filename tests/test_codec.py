@@ -40,6 +40,8 @@ def test_every_request_and_response_version_matches_kafka_python(request_class, 
     response.with_header(correlation_id=-5)
     # The server gives the header's fields rather than building a header.
     assert codec.encode(response, codec.ResponseHeaderFields(-5)) == codec.encode(response)
+    # An answer encoded once is sent again with another correlation id.
+    assert codec.EncodedResponse.of(response).frame(-5) == codec.encode(response)
     if isinstance(response, ApiVersionsResponse):
         # Its header is v0 even in flexible versions; kafka-python decodes it its own way.
         assert bytes(codec.encode(response)) == bytes(response.encode(header=True, framed=True))

@@ -458,23 +458,34 @@ def test_coordinator_failover_keeps_offsets_and_consumption(quorum_cluster, memb
 
 def test_pipelined_commits_land_in_order(node, admin):
     """Commits pipelined on one connection start at once but take effect, and are
-    answered, in the order sent; a fetch behind them sees the last."""
+    answered, in the order sent; a fetch behind them sees the last, and commits behind
+    that fetch wait for it. A refused commit among them is answered with its error."""
     topic, group = unique("pipelined"), unique("pipelined")
     admin.create_topics([NewTopic(topic, 1, 1)])
     wait_for_coordinator(node, group)
     Topic = OffsetCommitRequest.OffsetCommitRequestTopic
+
+    def commit(name: str, offset: int) -> OffsetCommitRequest:
+        return OffsetCommitRequest(
+            version=3, group_id=group, generation_id_or_member_epoch=-1, member_id="",
+            topics=[Topic(name=name, partitions=[Topic.OffsetCommitRequestPartition(
+                partition_index=0, committed_offset=offset, committed_metadata="")])])
+
+    requests = [*(commit(topic, offset) for offset in range(50)),
+                OffsetFetchRequest(version=3, group_id=group, topics=None),
+                *(commit(topic, offset) for offset in range(100, 150)),
+                commit(unique("missing"), 7),
+                OffsetFetchRequest(version=3, group_id=group, topics=None)]
     with Raw(node) as raw:
-        for offset in range(50):
-            raw.send(OffsetCommitRequest(
-                version=3, group_id=group, generation_id_or_member_epoch=-1, member_id="",
-                topics=[Topic(name=topic, partitions=[Topic.OffsetCommitRequestPartition(
-                    partition_index=0, committed_offset=offset, committed_metadata="")])]))
-        raw.send(OffsetFetchRequest(version=3, group_id=group, topics=None))
-        for correlation_id in range(1, 51):
-            answer = raw.receive(OffsetCommitResponse, 3, correlation_id)
-            assert answer.topics[0].partitions[0].error_code == 0
-        fetched = raw.receive(OffsetFetchResponse, 3, 51)
-    assert fetched.topics[0].partitions[0].committed_offset == 49
+        raw.sock.sendall(b"".join(raw.frame(r) for r in requests))
+        answers = [raw.receive(OffsetCommitResponse, 3, correlation_id).topics[0].partitions[0]
+                   if isinstance(request, OffsetCommitRequest) else
+                   raw.receive(OffsetFetchResponse, 3, correlation_id).topics[0].partitions[0]
+                   for correlation_id, request in enumerate(requests, start=1)]
+    assert [a.error_code for a in answers[:50] + answers[51:101]] == [0] * 100
+    assert answers[50].committed_offset == 49
+    assert answers[101].error_code == kafka_errors.UnknownTopicOrPartitionError.errno
+    assert answers[102].committed_offset == 149
 
 
 def by_instance(admin, group: str) -> dict[str, list[int]] | None:

@@ -2,11 +2,12 @@
 before the answer. Generation -1 with an empty member id commits for a group without
 active members: admin tools resetting offsets, consumers that assign partitions
 themselves."""
+import functools
 import time
 
 from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
 
-from broker.errors import RequestError
+from broker import codec
 from broker.groups.records import CommittedOffset
 from broker.protocol import api
 
@@ -14,7 +15,10 @@ DEFAULT_RETENTION = -1  # the broker's offsets.retention.minutes
 
 
 @api(OffsetCommitRequest, 2, 9)
-async def offset_commit(request, ctx):
+def offset_commit(request, ctx):
+    """Not a coroutine function: the commit is checked and its records queued when the
+    request is read, before the next one (see broker/server.py); the coroutine returned
+    answers it once they are stored."""
     version = ctx.api_version
     now_ms = int(time.time() * 1000)
     # v2-v4 may ask for a retention of their own: the offsets expire then (Kafka's rule).
@@ -24,16 +28,24 @@ async def offset_commit(request, ctx):
                    p.committed_offset, p.committed_leader_epoch if version >= 6 else -1,
                    p.committed_metadata or "", now_ms, expire_ms)
                for topic in request.topics for p in topic.partitions}
-    try:
-        results = await ctx.node.groups.commit(
-            request.group_id, request.generation_id_or_member_epoch, request.member_id,
-            request.group_instance_id if version >= 7 else None, offsets)
-    except RequestError as exc:
-        results = {tp: exc.code for tp in offsets}
-    # Topics as (name, [(partition_index, error_code)]): kafka-python encodes tuples in the
-    # schema's field order as it does its own objects, and a commit saves building them.
+    return respond(version, ctx.node.groups.start_commit(
+        request.group_id, request.generation_id_or_member_epoch, request.member_id,
+        request.group_instance_id if version >= 7 else None, offsets))
+
+
+async def respond(version: int, stored) -> codec.EncodedResponse:
     by_topic: dict[str, list[tuple[int, int]]] = {}
-    for (name, index), error in results.items():
+    for (name, index), error in (await stored).items():
         by_topic.setdefault(name, []).append((index, error))
-    return OffsetCommitResponse(version=version, throttle_time_ms=0,
-                                topics=list(by_topic.items()))
+    return answer(version, tuple((name, tuple(parts)) for name, parts in by_topic.items()))
+
+
+@functools.lru_cache(maxsize=1024)
+def answer(version: int, topics: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]
+           ) -> codec.EncodedResponse:
+    """The response for these partitions and error codes, encoded once: a consumer commits
+    the same partitions, with the same outcome, again and again. Topics go in as
+    (name, [(partition_index, error_code)]), which kafka-python encodes as it does its own
+    objects, in the schema's field order."""
+    return codec.EncodedResponse.of(OffsetCommitResponse(
+        version=version, throttle_time_ms=0, topics=[(n, list(p)) for n, p in topics]))

@@ -17,7 +17,7 @@ import asyncio
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Coroutine
 
 from kafka import errors
 
@@ -174,19 +174,24 @@ class GroupCoordinator:
 
     # -- offsets ------------------------------------------------------------------------------
 
-    async def commit(self, group_id: str, generation: int, member_id: str,
-                     instance_id: str | None,
-                     offsets: dict[tuple[str, int], CommittedOffset]) -> dict[tuple[str, int], int]:
-        """Store committed offsets; returns an error code per partition."""
-        partition = self.partition_of(group_id)
-        group = partition.group(group_id)
-        if group is None:
-            if generation >= 0:
-                raise RequestError(errors.IllegalGenerationError,
-                                   f"group {group_id!r} has no generation {generation}")
-            group = partition.group(group_id, create=True)
-        else:
-            group.check_commit(member_id, instance_id, generation)
+    def start_commit(self, group_id: str, generation: int, member_id: str,
+                     instance_id: str | None, offsets: dict[tuple[str, int], CommittedOffset]
+                     ) -> Coroutine[None, None, dict[tuple[str, int], int]]:
+        """Check a commit and queue its records now, so that commits read together share
+        one append. Returns the coroutine that waits for them to be stored and gives an
+        error code per partition; it must be awaited."""
+        try:
+            partition = self.partition_of(group_id)
+            group = partition.group(group_id)
+            if group is None:
+                if generation >= 0:
+                    raise RequestError(errors.IllegalGenerationError,
+                                       f"group {group_id!r} has no generation {generation}")
+                group = partition.group(group_id, create=True)
+            else:
+                group.check_commit(member_id, instance_id, generation)
+        except RequestError as exc:
+            return self._commit_stored(None, {}, {tp: exc.code for tp in offsets}, None)
         results: dict[tuple[str, int], int] = {}
         valid: dict[tuple[str, int], CommittedOffset] = {}
         max_metadata = self.node.config["offset.metadata.max.bytes"]
@@ -199,11 +204,20 @@ class GroupCoordinator:
             else:
                 valid[tp] = committed
         if not valid:
-            return results
-        records = [(offset_key(group_id, t, p), offset_value(c)) for (t, p), c in valid.items()]
+            return self._commit_stored(None, {}, results, None)
+        stored = partition.start_write(
+            [(offset_key(group_id, t, p), offset_value(c)) for (t, p), c in valid.items()])
         group.commits_started(valid)
+        return self._commit_stored(group, valid, results, stored)
+
+    @staticmethod
+    async def _commit_stored(group: Group | None, valid: dict[tuple[str, int], CommittedOffset],
+                             results: dict[tuple[str, int], int],
+                             stored: asyncio.Future | None) -> dict[tuple[str, int], int]:
+        if stored is None:
+            return results
         try:
-            first = await partition.write(records)
+            first = await stored
         except RequestError as exc:
             error = errors.InvalidCommitOffsetSizeError if exc.error in (
                 errors.MessageSizeTooLargeError, errors.RecordListTooLargeError) else exc.error

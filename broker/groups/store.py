@@ -108,17 +108,20 @@ class OffsetsPartition:
 
     # -- writing ------------------------------------------------------------------------
 
-    async def write(self, records: Records) -> int:
-        """Append records, wait until every in-sync replica has them; returns their base
-        offset. Raises RequestError with the code a coordinator answers."""
+    def start_write(self, records: Records) -> asyncio.Future:
+        """Queue records for this turn's append. The future gives their base offset once
+        every in-sync replica has them, or fails with the RequestError a coordinator
+        answers. Cancelling it cancels only this write's wait: the flush and the
+        replication wait skip futures that are done."""
         loop = asyncio.get_running_loop()
         if not self._queued:
             loop.call_soon(self._flush)
         future = loop.create_future()
         self._queued.append((records, future))
-        # A cancelled caller cancels only its own future; the flush and the replication
-        # wait skip futures that are done.
-        return await future
+        return future
+
+    async def write(self, records: Records) -> int:
+        return await self.start_write(records)
 
     def _flush(self) -> None:
         queued, self._queued = self._queued, []
