@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import NamedTuple
 
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka.protocol.consumer import (HeartbeatRequest, HeartbeatResponse, OffsetCommitRequest,
                                      OffsetCommitResponse)
@@ -163,6 +163,14 @@ def coordinator(cluster: Cluster, group: str, skip: int | None = None) -> int | 
     return None
 
 
+def stable_coordinator(cluster: Cluster, group: str, members: int) -> int | None:
+    """The group's coordinator, once it answers that the group is Stable with `members`
+    members. Asked afresh each time: right after leaderships move back to a restarted
+    node, FindCoordinator on a node that has not learned of it yet names the old one."""
+    node = coordinator(cluster, group)
+    return node if node is not None and stable_members(cluster, node, group) == members else None
+
+
 def stable_members(cluster: Cluster, node_id: int, group: str) -> int | None:
     """The member count if `node_id` coordinates `group` and it is Stable, else None."""
     try:
@@ -253,11 +261,10 @@ def rebalance_after_leave(cluster: Cluster, topic: str, rounds: int) -> list[flo
     """Seconds from a member's close (LeaveGroup) to the group Stable with the others."""
     group = f"leave-{uuid.uuid4().hex[:6]}"
     members = [Member(cluster.bootstrap, group, topic) for _ in range(MEMBERS)]
-    node = wait("the coordinator", lambda: coordinator(cluster, group))
     times = []
     try:
         for _ in range(rounds):
-            wait("a stable group", lambda: stable_members(cluster, node, group) == MEMBERS)
+            node = wait("a stable group", lambda: stable_coordinator(cluster, group, MEMBERS))
             leaving = members.pop(0)
             started = time.monotonic()
             leaving.stopping.set()  # its poll loop closes the consumer: LeaveGroup
@@ -277,8 +284,7 @@ def failover(cluster: Cluster, topic: str) -> tuple[float, float]:
     group = f"failover-{uuid.uuid4().hex[:6]}"
     members = [Member(cluster.bootstrap, group, topic) for _ in range(MEMBERS)]
     try:
-        node = wait("the coordinator", lambda: coordinator(cluster, group))
-        wait("a stable group", lambda: stable_members(cluster, node, group) == MEMBERS)
+        node = wait("a stable group", lambda: stable_coordinator(cluster, group, MEMBERS))
         wait("commits", lambda: all(m.commits for m in members))
         cluster.kill(node)  # the supervisor has sent SIGKILL when this returns
         killed_at = time.monotonic()
@@ -504,10 +510,13 @@ def main() -> None:
 
 
 def create(admin: AdminClient, topic: str) -> bool:
+    """Whether the topic exists now. An attempt that timed out may have made it."""
     try:
         admin.create_topics([NewTopic(topic, PARTITIONS, 3)])[topic].result(10)
         return True
-    except KafkaException:
+    except KafkaException as exc:
+        return exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS
+    except TimeoutError:  # a cluster still starting
         return False
 
 
