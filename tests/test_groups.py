@@ -488,6 +488,23 @@ def test_pipelined_commits_land_in_order(node, admin):
     assert answers[102].committed_offset == 149
 
 
+def test_commits_of_many_partitions_and_of_missing_topics_are_answered_each(node, admin):
+    """A reset of more partitions than the node keeps answers encoded for, and one that
+    names a topic that does not exist: every partition gets its own error code, twice in
+    a row, and only the stored offsets are fetched back."""
+    topic, group = unique("many"), unique("many")
+    admin.create_topics([NewTopic(topic, 100, 1)])
+    missing = TopicPartition(unique("missing-" + "x" * 200), 0)
+    offsets = {TopicPartition(topic, p): OffsetAndMetadata(p, "", -1) for p in range(100)}
+    for _ in range(2):
+        assert set(admin.alter_group_offsets(group, offsets).values()) == {kafka_errors.NoError}
+        answered = admin.alter_group_offsets(group, {**offsets, missing: OffsetAndMetadata(1, "", -1)})
+        assert answered.pop(missing) is kafka_errors.UnknownTopicOrPartitionError
+        assert set(answered.values()) == {kafka_errors.NoError}
+    fetched = admin.list_group_offsets({group: None})[group]
+    assert {tp: o.offset for tp, o in fetched.items()} == {tp: o.offset for tp, o in offsets.items()}
+
+
 def by_instance(admin, group: str) -> dict[str, list[int]] | None:
     """{group instance id: partitions} of a Stable group."""
     description = admin.describe_groups([group])[group]

@@ -12,6 +12,10 @@ from broker.groups.records import CommittedOffset
 from broker.protocol import api
 
 DEFAULT_RETENTION = -1  # the broker's offsets.retention.minutes
+# Only a commit's usual answer is kept encoded: every partition stored, at most this many.
+# An answer with errors may name topics that do not exist, of any length a client sends,
+# and a big one would be kept hundreds of times over.
+CACHED_ANSWER_PARTITIONS = 64
 
 
 @api(OffsetCommitRequest, 2, 9)
@@ -33,19 +37,28 @@ def offset_commit(request, ctx):
         request.group_instance_id if version >= 7 else None, offsets))
 
 
-async def respond(version: int, stored) -> codec.EncodedResponse:
+async def respond(version: int, stored) -> codec.EncodedResponse | OffsetCommitResponse:
+    results = await stored
     by_topic: dict[str, list[tuple[int, int]]] = {}
-    for (name, index), error in (await stored).items():
+    for (name, index), error in results.items():
         by_topic.setdefault(name, []).append((index, error))
-    return answer(version, tuple((name, tuple(parts)) for name, parts in by_topic.items()))
+    topics = tuple((name, tuple(parts)) for name, parts in by_topic.items())
+    if len(results) <= CACHED_ANSWER_PARTITIONS and not any(results.values()):
+        return answer(version, topics)
+    return response(version, topics)
 
 
-@functools.lru_cache(maxsize=1024)
+def response(version: int, topics: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]
+             ) -> OffsetCommitResponse:
+    # Topics as (name, [(partition_index, error_code)]): kafka-python encodes tuples in the
+    # schema's field order as it does its own objects, and a commit saves building them.
+    return OffsetCommitResponse(version=version, throttle_time_ms=0,
+                                topics=[(name, list(parts)) for name, parts in topics])
+
+
+@functools.lru_cache(maxsize=256)
 def answer(version: int, topics: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]
            ) -> codec.EncodedResponse:
     """The response for these partitions and error codes, encoded once: a consumer commits
-    the same partitions, with the same outcome, again and again. Topics go in as
-    (name, [(partition_index, error_code)]), which kafka-python encodes as it does its own
-    objects, in the schema's field order."""
-    return codec.EncodedResponse.of(OffsetCommitResponse(
-        version=version, throttle_time_ms=0, topics=[(n, list(p)) for n, p in topics]))
+    the same partitions, with the same outcome, again and again."""
+    return codec.EncodedResponse.of(response(version, topics))
