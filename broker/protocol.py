@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import TYPE_CHECKING, Awaitable, Callable, NamedTuple
 
 from kafka.protocol.api_message import ApiMessage
 
@@ -22,8 +22,7 @@ class CloseConnection(Exception):
     """Drop the client's connection, as Kafka does for requests it cannot answer."""
 
 
-@dataclass(frozen=True)
-class RequestContext:
+class RequestContext(NamedTuple):  # a tuple: one is made for every request
     node: "Node"
     api_version: int
     correlation_id: int

@@ -37,6 +37,7 @@ from broker.security import Session, Users
 
 log = logging.getLogger(__name__)
 
+FRAME_SIZE = struct.Struct(">i")
 REQUEST_PREFIX = struct.Struct(">hhi")  # api key, api version, correlation id
 PRODUCE_KEY = 0
 OFFSET_COMMIT_KEY = 8
@@ -49,6 +50,7 @@ UNSUPPORTED_VERSION = 35
 # commits and produces read together share one append, so more read ahead costs less each.
 MAX_IN_FLIGHT = 1024
 READ_AHEAD_BYTES = 16 * 1024 * 1024
+READ_SIZE = 256 * 1024  # what one read of a connection takes at most
 # What a node answers before its broker side is ready: version negotiation, SASL and the quorum.
 ANSWERED_BEFORE_READY = frozenset({API_VERSIONS_KEY, *SASL_KEYS, 55})
 # What a SASL listener answers before the client has authenticated.
@@ -61,6 +63,43 @@ def encode_answer(response, context: RequestContext) -> bytes | None:
     if isinstance(response, codec.EncodedResponse):
         return response.frame(context.correlation_id)
     return codec.encode(response, codec.ResponseHeaderFields(context.correlation_id))
+
+
+class FrameReader:
+    """A connection's request frames, without their size prefix. Each read gives every
+    whole frame received so far: a pipelining client's requests cost one read between
+    them, not two each."""
+
+    def __init__(self, reader: asyncio.StreamReader, max_frame: int):
+        self._reader = reader
+        self._max_frame = max_frame
+        self._buffer = bytearray()
+
+    async def read(self) -> list[bytes]:
+        while not (frames := self._whole_frames()):
+            chunk = await self._reader.read(READ_SIZE)
+            if not chunk:
+                raise asyncio.IncompleteReadError(bytes(self._buffer), None)
+            self._buffer += chunk
+        return frames
+
+    def _whole_frames(self) -> list[bytes]:
+        buffer, frames, position = self._buffer, [], 0
+        with memoryview(buffer) as view:
+            while len(buffer) - position >= FRAME_SIZE.size:
+                size = FRAME_SIZE.unpack_from(buffer, position)[0]
+                if not REQUEST_PREFIX.size <= size <= self._max_frame:
+                    if frames:
+                        break  # the requests before it are answered first
+                    raise CloseConnection(f"frame of {size} bytes is outside "
+                                          f"8..socket.request.max.bytes ({self._max_frame})")
+                start = position + FRAME_SIZE.size
+                if len(buffer) - start < size:
+                    break  # the rest of it is still on its way
+                frames.append(bytes(view[start:start + size]))
+                position = start + size
+        del buffer[:position]
+        return frames
 
 
 class KafkaServer:
@@ -124,6 +163,7 @@ class Connection:
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self.max_frame = node.config["socket.request.max.bytes"]
+        self._loop = asyncio.get_running_loop()
         self.responses: asyncio.Queue = asyncio.Queue(MAX_IN_FLIGHT)
         self._frame_sizes: deque[int] = deque()  # of the requests in `responses`, in order
         self._unanswered_bytes = 0
@@ -166,64 +206,66 @@ class Connection:
             log.error("connection from %s failed", self.peer, exc_info=reason)
 
     async def _read_requests(self) -> None:
+        frames = FrameReader(self.reader, self.max_frame)
         while True:
             while self._unanswered_bytes >= READ_AHEAD_BYTES:
                 self._answered.clear()
                 await self._answered.wait()
-            size = struct.unpack(">i", await self.reader.readexactly(4))[0]
-            if not REQUEST_PREFIX.size <= size <= self.max_frame:
-                raise CloseConnection(f"frame of {size} bytes is outside 8..socket.request.max.bytes"
-                                      f" ({self.max_frame})")
-            frame = await self.reader.readexactly(size)
-            api_key, version, correlation_id = REQUEST_PREFIX.unpack_from(frame)
-            api = REGISTRY.get(api_key)
-            if api is None:
-                raise CloseConnection(f"unknown or unsupported API key {api_key}")
-            if not self.session.authenticated and api_key not in ANSWERED_BEFORE_AUTHENTICATION:
-                raise CloseConnection(f"{api.request.name} before SASL authentication on the "
-                                      f"{self.session.listener} listener")
-            if api.inter_node and self.session.listener != self.node.config.inter_broker_listener:
-                raise CloseConnection(f"{api.request.name} is for peers, on the inter-broker "
-                                      "listener")
-            if not api.supports(version):
-                if api_key != API_VERSIONS_KEY:
-                    raise CloseConnection(f"{api.request.name} v{version} is not supported")
-                await self._queue(self._unsupported_api_versions(correlation_id), size)
-                continue
-            try:
-                request = codec.decode(api.request, frame, version)
-            except Exception as exc:
-                raise CloseConnection(f"cannot decode {api.request.name} v{version}: {exc!r}")
-            client_id = request.header.client_id
-            if is_peer_client(client_id):
-                self.from_peer = True
-                if self.node.peers.isolated:  # the isolate drill: peers cannot reach us
-                    raise CloseConnection(f"node {self.node.node_id} is isolated from its peers")
-            elif not self.node.ready.is_set() and api_key not in ANSWERED_BEFORE_READY:
-                # Clients wait until this broker has registered and caught up, as in Kafka.
-                await self.node.ready.wait()
-            context = RequestContext(self.node, version, correlation_id, client_id, self.peer,
-                                     self.session)
-            waiting = self._last_waiting is not None and not self._last_waiting.done()
-            in_run = (api_key in RUN_KEYS and not waiting
-                      and next(iter(self._run.values()), api_key) == api_key)
-            if in_run and api.starts_at_once:
-                answer = self._start(api, request, context)
+            for frame in await frames.read():
+                await self._read_request(frame)
+
+    async def _read_request(self, frame: bytes) -> None:
+        """Start a request, or queue it behind the ones it must wait for, and queue its answer."""
+        size = len(frame)
+        api_key, version, correlation_id = REQUEST_PREFIX.unpack_from(frame)
+        api = REGISTRY.get(api_key)
+        if api is None:
+            raise CloseConnection(f"unknown or unsupported API key {api_key}")
+        if not self.session.authenticated and api_key not in ANSWERED_BEFORE_AUTHENTICATION:
+            raise CloseConnection(f"{api.request.name} before SASL authentication on the "
+                                  f"{self.session.listener} listener")
+        if api.inter_node and self.session.listener != self.node.config.inter_broker_listener:
+            raise CloseConnection(f"{api.request.name} is for peers, on the inter-broker "
+                                  "listener")
+        if not api.supports(version):
+            if api_key != API_VERSIONS_KEY:
+                raise CloseConnection(f"{api.request.name} v{version} is not supported")
+            await self._queue(self._unsupported_api_versions(correlation_id), size)
+            return
+        try:
+            request = codec.decode(api.request, frame, version)
+        except Exception as exc:
+            raise CloseConnection(f"cannot decode {api.request.name} v{version}: {exc!r}")
+        client_id = request.header.client_id
+        if is_peer_client(client_id):
+            self.from_peer = True
+            if self.node.peers.isolated:  # the isolate drill: peers cannot reach us
+                raise CloseConnection(f"node {self.node.node_id} is isolated from its peers")
+        elif not self.node.ready.is_set() and api_key not in ANSWERED_BEFORE_READY:
+            # Clients wait until this broker has registered and caught up, as in Kafka.
+            await self.node.ready.wait()
+        context = RequestContext(self.node, version, correlation_id, client_id, self.peer,
+                                 self.session)
+        waiting = self._last_waiting is not None and not self._last_waiting.done()
+        in_run = (api_key in RUN_KEYS and not waiting
+                  and next(iter(self._run.values()), api_key) == api_key)
+        if in_run and api.starts_at_once:
+            answer = self._start(api, request, context)
+        else:
+            earlier = [] if in_run else [*self._run, *([self._last_waiting] if waiting else [])]
+            # The task starts before the next request is read, so appends keep their order.
+            answer = asyncio.create_task(self._handle(api, request, context, earlier))
+            if in_run:
+                self._run[answer] = api_key
+                answer.add_done_callback(self._run.pop)
             else:
-                earlier = [] if in_run else [*self._run, *([self._last_waiting] if waiting else [])]
-                # The task starts before the next request is read, so appends keep their order.
-                answer = asyncio.create_task(self._handle(api, request, context, earlier))
-                if in_run:
-                    self._run[answer] = api_key
-                    answer.add_done_callback(self._run.pop)
-                else:
-                    self._last_waiting = answer
-            await self._queue(answer, size)
-            if not self.session.authenticated:
-                # The SASL exchange decides what the next request may be: no reading ahead.
-                await asyncio.wait([answer])
-                if self.session.refused:
-                    raise CloseConnection(self.session.refused)
+                self._last_waiting = answer
+        await self._queue(answer, size)
+        if not self.session.authenticated:
+            # The SASL exchange decides what the next request may be: no reading ahead.
+            await asyncio.wait([answer])
+            if self.session.refused:
+                raise CloseConnection(self.session.refused)
 
     async def _handle(self, api, request, context: RequestContext,
                       earlier: list[asyncio.Future]) -> bytes | None:
@@ -236,7 +278,7 @@ class Connection:
         and one task per connection finishes such requests in order (a task each would
         cost more than a commit's own work). Returns the future of its answer."""
         finishing = api.handler(request, context)
-        answer = asyncio.get_running_loop().create_future()
+        answer = self._loop.create_future()
         self._started.append((finishing, context, answer))
         if self._finishing is None or self._finishing.done():
             self._finishing = asyncio.create_task(self._finish_started())
