@@ -10,6 +10,7 @@ from kafka.protocol.producer import ProduceRequest
 
 import broker.apis  # noqa: F401  (registers every API module)
 from broker import codec
+from broker.apis import offset_commit
 from broker.groups.records import (
     CommittedOffset, GroupMetadataKey, GroupMetadataValue, OffsetCommitKey, OffsetCommitValue,
     offset_value,
@@ -86,15 +87,21 @@ def test_an_offset_commit_record_is_written_as_kafka_python_writes_it():
 def test_an_offset_commit_answer_of_tuples_is_the_answer_of_objects(version):
     Topic = OffsetCommitResponse.OffsetCommitResponseTopic
     Partition = Topic.OffsetCommitResponsePartition
-    objects = OffsetCommitResponse(version=version, throttle_time_ms=0, topics=[
-        Topic(version=version, name=name, partitions=[
-            Partition(version=version, partition_index=i, error_code=error)
-            for i, error in partitions])
-        for name, partitions in [("t", [(0, 0), (1, 16)]), ("ü", [(5, 3)])]])
-    tuples = OffsetCommitResponse(version=version, throttle_time_ms=0,
-                                  topics=[("t", [(0, 0), (1, 16)]), ("ü", [(5, 3)])])
+
+    def objects(topics):
+        return OffsetCommitResponse(version=version, throttle_time_ms=0, topics=[
+            Topic(version=version, name=name, partitions=[
+                Partition(version=version, partition_index=i, error_code=error)
+                for i, error in partitions])
+            for name, partitions in topics])
+
     header = codec.ResponseHeaderFields(9)
-    assert codec.encode(tuples, header) == codec.encode(objects, header)
+    results = [(("t", 0), 0), (("t", 1), 16), (("ü", 5), 3)]
+    assert codec.encode(offset_commit.response(version, results), header) == codec.encode(
+        objects([("t", [(0, 0), (1, 16)]), ("ü", [(5, 3)])]), header)
+    # The usual answer, kept encoded: every partition stored.
+    assert offset_commit.answer(version, (("t", 0), ("ü", 5), ("t", 1))).frame(9) == codec.encode(
+        objects([("t", [(0, 0), (1, 0)]), ("ü", [(5, 0)])]), header)
 
 
 @pytest.mark.parametrize("version", range(1, 6))

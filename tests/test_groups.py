@@ -488,6 +488,45 @@ def test_pipelined_commits_land_in_order(node, admin):
     assert answers[102].committed_offset == 149
 
 
+def test_pipelined_commits_of_a_partition_share_its_record(node_factory):
+    """Commits of the same partitions queued together are written once each, with the last
+    offset: all are acknowledged, `__consumer_offsets` grows by fewer records than there
+    were commits, and the coordinator reads the last offsets back after a crash."""
+    node = node_factory("shared-records", **{"offsets.topic.num.partitions": 1})
+    topic, group = unique("shared"), unique("shared")
+    offsets_log = {TopicPartition("__consumer_offsets", 0): OffsetSpec.LATEST}
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    try:
+        admin.create_topics([NewTopic(topic, 2, 1)])
+        wait_for_coordinator(node, group)
+        [before] = admin.list_partition_offsets(offsets_log).values()
+        Topic = OffsetCommitRequest.OffsetCommitRequestTopic
+        requests = [OffsetCommitRequest(
+            version=3, group_id=group, generation_id_or_member_epoch=-1, member_id="",
+            topics=[Topic(name=topic, partitions=[Topic.OffsetCommitRequestPartition(
+                partition_index=p, committed_offset=offset, committed_metadata=f"m{offset}")])])
+            for offset in range(500) for p in range(2)]
+        with Raw(node) as raw:
+            raw.sock.sendall(b"".join(raw.frame(r) for r in requests))
+            errors = [raw.receive(OffsetCommitResponse, 3, correlation_id).topics[0].partitions[0]
+                      .error_code for correlation_id in range(1, len(requests) + 1)]
+        assert errors == [0] * len(requests)
+        [after] = admin.list_partition_offsets(offsets_log).values()
+        assert 2 <= after.offset - before.offset < len(requests)
+    finally:
+        admin.close()
+    node.kill()
+    node.start()  # the new process loads __consumer_offsets from its log
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    try:
+        wait_for("the last offsets after the restart", lambda: {
+            tp.partition: (o.offset, o.metadata)
+            for tp, o in admin.list_group_offsets({group: None})[group].items()} == {
+            0: (499, "m499"), 1: (499, "m499")})
+    finally:
+        admin.close()
+
+
 def test_commits_of_many_partitions_and_of_missing_topics_are_answered_each(node, admin):
     """A reset of more partitions than the node keeps answers encoded for, and one that
     names a topic that does not exist: every partition gets its own error code, twice in

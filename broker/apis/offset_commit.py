@@ -4,6 +4,7 @@ active members: admin tools resetting offsets, consumers that assign partitions
 themselves."""
 import functools
 import time
+from typing import Iterable
 
 from kafka.protocol.consumer import OffsetCommitRequest, OffsetCommitResponse
 
@@ -39,26 +40,25 @@ def offset_commit(request, ctx):
 
 async def respond(version: int, stored) -> codec.EncodedResponse | OffsetCommitResponse:
     results = await stored
-    by_topic: dict[str, list[tuple[int, int]]] = {}
-    for (name, index), error in results.items():
-        by_topic.setdefault(name, []).append((index, error))
-    topics = tuple((name, tuple(parts)) for name, parts in by_topic.items())
     if len(results) <= CACHED_ANSWER_PARTITIONS and not any(results.values()):
-        return answer(version, topics)
-    return response(version, topics)
+        return answer(version, tuple(results))
+    return response(version, results.items())
 
 
-def response(version: int, topics: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]
+def response(version: int, results: Iterable[tuple[tuple[str, int], int]]
              ) -> OffsetCommitResponse:
+    """The answer to a commit of these partitions, ((topic, partition), error code)."""
+    by_topic: dict[str, list[tuple[int, int]]] = {}
+    for (name, index), error in results:
+        by_topic.setdefault(name, []).append((index, error))
     # Topics as (name, [(partition_index, error_code)]): kafka-python encodes tuples in the
     # schema's field order as it does its own objects, and a commit saves building them.
     return OffsetCommitResponse(version=version, throttle_time_ms=0,
-                                topics=[(name, list(parts)) for name, parts in topics])
+                                topics=list(by_topic.items()))
 
 
 @functools.lru_cache(maxsize=256)
-def answer(version: int, topics: tuple[tuple[str, tuple[tuple[int, int], ...]], ...]
-           ) -> codec.EncodedResponse:
-    """The response for these partitions and error codes, encoded once: a consumer commits
-    the same partitions, with the same outcome, again and again."""
-    return codec.EncodedResponse.of(response(version, topics))
+def answer(version: int, partitions: tuple[tuple[str, int], ...]) -> codec.EncodedResponse:
+    """The answer when every one of these partitions was stored, encoded once: a consumer
+    commits the same partitions, with the same outcome, again and again."""
+    return codec.EncodedResponse.of(response(version, ((tp, 0) for tp in partitions)))

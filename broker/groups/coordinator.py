@@ -23,7 +23,7 @@ from kafka import errors
 
 from broker.errors import RequestError
 from broker.groups.group import Group, GroupSettings, State
-from broker.groups.records import CommittedOffset, group_key, offset_key, offset_value
+from broker.groups.records import CommittedOffset, group_key, offset_key
 from broker.groups.store import OffsetsPartition, Records
 from broker.metadata import NO_LEADER, BrokerInfo, PartitionInfo, TopicInfo
 from broker.peer import PeerUnavailable
@@ -206,7 +206,7 @@ class GroupCoordinator:
         if not valid:
             return self._commit_stored(None, {}, results, None)
         stored = partition.start_write(
-            [(offset_key(group_id, t, p), offset_value(c)) for (t, p), c in valid.items()])
+            [(offset_key(group_id, t, p), c) for (t, p), c in valid.items()])
         group.commits_started(valid)
         return self._commit_stored(group, valid, results, stored)
 
@@ -217,20 +217,22 @@ class GroupCoordinator:
         if stored is None:
             return results
         try:
-            first = await stored
+            log_offsets = await stored
         except RequestError as exc:
             error = errors.InvalidCommitOffsetSizeError if exc.error in (
                 errors.MessageSizeTooLargeError, errors.RecordListTooLargeError) else exc.error
             return {**results, **{tp: error.errno for tp in valid}}
         finally:
             group.commits_ended(valid)
-        for position, (tp, committed) in enumerate(valid.items()):
-            log_offset = first + position
+        for (tp, committed), log_offset in zip(valid.items(), log_offsets):
+            results[tp] = 0
+            if log_offset is None:
+                continue  # a later commit of the same append replaced it
             known = group.offsets.get(tp)
             # Commits can finish out of order; the one later in the log is the truth.
+            # (Built anew: a named tuple's _replace costs a commit twice as much.)
             if known is None or known.log_offset < log_offset:
-                group.offsets[tp] = committed._replace(log_offset=log_offset)
-            results[tp] = 0
+                group.offsets[tp] = CommittedOffset(*committed[:-1], log_offset)
         return results
 
     def fetch_offsets(self, group_id: str, wanted: list[tuple[str, int]] | None

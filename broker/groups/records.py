@@ -108,13 +108,16 @@ def _offset_key_fields(key: bytes) -> tuple[str, str, int]:
     return k.group, k.topic, k.partition
 
 
-def build_batches(records: list[tuple[bytes, bytes | None]]) -> list[bytes]:
+def build_batches(records: list[tuple[bytes, bytes | CommittedOffset | None]]) -> list[bytes]:
     """The records as v2 batches of at most BUILT_BATCH_BYTES each (a record bigger than
-    that gets a batch of its own)."""
+    that gets a batch of its own). A committed offset is encoded here: of a partition's
+    commits queued together, only the last is written."""
     now_ms = int(time.time() * 1000)
     batches = []
     builder, delta = None, 0
     for key, value in records:
+        if isinstance(value, CommittedOffset):
+            value = offset_value(value)
         if builder is None or builder.append(delta, now_ms, key, value, []) is None:
             if builder is not None:
                 batches.append(bytes(builder.build()))

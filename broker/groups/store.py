@@ -8,7 +8,8 @@ COORDINATOR_LOAD_IN_PROGRESS meanwhile.
 
 Writes that arrive in the same turn of the event loop share one append, the way the
 storage writer shares one transaction: a pipelining client's commits cost one batch,
-not one each.
+not one each. In that batch a key gets one record, its last value: the ones before it
+would be replaced in the same append, and compaction would drop them anyway.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from kafka import errors
 from broker.errors import RequestError
 from broker.groups.group import Group, GroupSettings
 from broker.groups.records import (
-    GroupRecord, OffsetRecord, build_batches, decode, group_key, group_value,
+    CommittedOffset, GroupRecord, OffsetRecord, build_batches, decode, group_key, group_value,
 )
 from broker.partition import PartitionLog
 from broker.records import replicated_batches
@@ -40,7 +41,8 @@ APPEND_ERRORS = {
     errors.KafkaStorageError: errors.NotCoordinatorError,
 }
 
-Records = list[tuple[bytes, bytes | None]]
+# A value is bytes, None (a tombstone), or a committed offset, encoded when the batch is built.
+Records = list[tuple[bytes, bytes | CommittedOffset | None]]
 
 
 class OffsetsPartition:
@@ -109,10 +111,11 @@ class OffsetsPartition:
     # -- writing ------------------------------------------------------------------------
 
     def start_write(self, records: Records) -> asyncio.Future:
-        """Queue records for this turn's append. The future gives their base offset once
-        every in-sync replica has them, or fails with the RequestError a coordinator
-        answers. Cancelling it cancels only this write's wait: the flush and the
-        replication wait skip futures that are done."""
+        """Queue records for this turn's append. Once every in-sync replica has them, the
+        future gives each record's offset in the log, or None for a record that a later
+        write of this turn replaced (same key) and that was not written. It fails with the
+        RequestError a coordinator answers. Cancelling it cancels only this write's wait:
+        the flush and the replication wait skip futures that are done."""
         loop = asyncio.get_running_loop()
         if not self._queued:
             loop.call_soon(self._flush)
@@ -120,35 +123,42 @@ class OffsetsPartition:
         self._queued.append((records, future))
         return future
 
-    async def write(self, records: Records) -> int:
-        return await self.start_write(records)
+    async def write(self, records: Records) -> None:
+        await self.start_write(records)
 
     def _flush(self) -> None:
         queued, self._queued = self._queued, []
         records = [r for batch, _ in queued for r in batch]
         futures = [f for _, f in queued]
+        # Of records with the same key, only the last is written: it would replace the
+        # others in the same append (and compaction would drop them). A consumer that
+        # commits after each record commits the same partitions again and again.
+        last = {key: i for i, (key, _) in enumerate(records)}
+        kept = sorted(last.values()) if len(last) < len(records) else range(len(records))
         try:
             if len(self.log.isr) < self.min_insync():
                 raise RequestError(errors.NotEnoughReplicasError,
                                    f"{len(self.log.isr)} in-sync replicas of "
                                    f"__consumer_offsets-{self.index}")
             # Batches this broker built: framed and checked like a leader's, not a producer's.
-            batches = replicated_batches(b"".join(build_batches(records)))
+            batches = replicated_batches(b"".join(build_batches([records[i] for i in kept])))
             base, end, commit = self.log.append(batches, log_append_time_ms=None)
         except RequestError as exc:
             self._fail(futures, exc)
             return
-        # Each write learns the offset of its own first record.
-        firsts, position = [], base
+        written: list[int | None] = [None] * len(records)  # each record's offset in the log
+        for position, i in enumerate(kept):
+            written[i] = base + position
+        offsets, start = [], 0
         for batch, _ in queued:
-            firsts.append(position)
-            position += len(batch)
-        task = asyncio.ensure_future(self._replicate(commit, end, futures, firsts))
+            offsets.append(written[start:start + len(batch)])
+            start += len(batch)
+        task = asyncio.ensure_future(self._replicate(commit, end, futures, offsets))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _replicate(self, commit: asyncio.Future, end: int, futures: list[asyncio.Future],
-                         firsts: list[int]) -> None:
+                         offsets: list[list[int | None]]) -> None:
         try:
             await commit
             await self.log.wait_replicated(end, self.commit_timeout, self.min_insync())
@@ -159,9 +169,9 @@ class OffsetsPartition:
             log.warning("__consumer_offsets-%d: append failed: %r", self.index, exc)
             self._fail(futures, RequestError(errors.KafkaStorageError, str(exc)))
             return
-        for future, first in zip(futures, firsts):
+        for future, written in zip(futures, offsets):
             if not future.done():
-                future.set_result(first)
+                future.set_result(written)
 
     @staticmethod
     def _fail(futures: list[asyncio.Future], exc: RequestError) -> None:
