@@ -376,16 +376,25 @@ def test_offsets_and_groups_survive_a_node_crash(node_factory):
         admin.alter_group_offsets(group, {TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
     finally:
         admin.close()
+    offsets[TopicPartition(topic, 0)] = OffsetAndMetadata(3, "", -1)
+    crash_and_wait_for_offsets(node, group, {tp: (o.offset, o.metadata) for tp, o in offsets.items()})
+    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
+    try:
+        assert [g["group_state"] for g in admin.list_groups() if g["group_id"] == group] == ["Empty"]
+    finally:
+        admin.close()
+
+
+def crash_and_wait_for_offsets(node: NodeProcess, group: str, expected: dict) -> None:
+    """SIGKILL the node, start it again on its data, and wait until the group's committed
+    offsets read back as `expected`, {TopicPartition: (offset, metadata)}."""
     node.kill()
     node.start()  # the new process loads __consumer_offsets from its log
     admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
     try:
-        offsets[TopicPartition(topic, 0)] = OffsetAndMetadata(3, "", -1)
-        expected = {tp: (o.offset, o.metadata) for tp, o in offsets.items()}
         wait_for("offsets after the restart", lambda: {
             tp: (o.offset, o.metadata)
             for tp, o in admin.list_group_offsets({group: None})[group].items()} == expected)
-        assert [g["group_state"] for g in admin.list_groups() if g["group_id"] == group] == ["Empty"]
     finally:
         admin.close()
 
@@ -515,16 +524,8 @@ def test_pipelined_commits_of_a_partition_share_its_record(node_factory):
         assert 2 <= after.offset - before.offset < len(requests)
     finally:
         admin.close()
-    node.kill()
-    node.start()  # the new process loads __consumer_offsets from its log
-    admin = KafkaAdminClient(bootstrap_servers=node.bootstrap)
-    try:
-        wait_for("the last offsets after the restart", lambda: {
-            tp.partition: (o.offset, o.metadata)
-            for tp, o in admin.list_group_offsets({group: None})[group].items()} == {
-            0: (499, "m499"), 1: (499, "m499")})
-    finally:
-        admin.close()
+    crash_and_wait_for_offsets(node, group, {TopicPartition(topic, p): (499, "m499")
+                                             for p in range(2)})
 
 
 def test_commits_of_many_partitions_and_of_missing_topics_are_answered_each(node, admin):
