@@ -37,7 +37,6 @@ from broker.security import Session, Users
 
 log = logging.getLogger(__name__)
 
-FRAME_SIZE = struct.Struct(">i")
 REQUEST_PREFIX = struct.Struct(">hhi")  # api key, api version, correlation id
 PRODUCE_KEY = 0
 OFFSET_COMMIT_KEY = 8
@@ -86,14 +85,14 @@ class FrameReader:
     def _whole_frames(self) -> list[bytes]:
         buffer, frames, position = self._buffer, [], 0
         with memoryview(buffer) as view:
-            while len(buffer) - position >= FRAME_SIZE.size:
-                size = FRAME_SIZE.unpack_from(buffer, position)[0]
+            while len(buffer) - position >= codec.FRAME_SIZE.size:
+                size = codec.FRAME_SIZE.unpack_from(buffer, position)[0]
                 if not REQUEST_PREFIX.size <= size <= self._max_frame:
                     if frames:
                         break  # the requests before it are answered first
                     raise CloseConnection(f"frame of {size} bytes is outside "
                                           f"8..socket.request.max.bytes ({self._max_frame})")
-                start = position + FRAME_SIZE.size
+                start = position + codec.FRAME_SIZE.size
                 if len(buffer) - start < size:
                     break  # the rest of it is still on its way
                 frames.append(bytes(view[start:start + size]))
