@@ -76,8 +76,9 @@ class Broker:
     """A broker process in its own session: Ctrl-C reaches only this script, which stops it."""
 
     def __init__(self, name: str, argv: list[str], port: int, directory: Path,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, data_dir: Path | None = None):
         self.name, self.argv, self.port, self.directory, self.env = name, argv, port, directory, env
+        self.data_dir = data_dir  # where it keeps the log on disk; None: in memory
         self.log_path = directory / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
@@ -110,6 +111,12 @@ class Broker:
         values = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
         return {key: int(values[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
 
+    def disk_mb(self) -> float | None:
+        """Bytes of every file in the data directory (the SQLite database with its WAL)."""
+        if self.data_dir is None:
+            return None
+        return sum(f.stat().st_size for f in self.data_dir.rglob("*") if f.is_file()) / 2**20
+
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -117,10 +124,11 @@ class Broker:
 def kraftboard_node(directory: Path) -> Broker:
     port = free_port()
     config = directory / "node.yaml"
+    data_dir = directory / "data"
     config.write_text(f"node.id: 1\nlisteners: PLAINTEXT://{HOST}:{port}\n"
-                      f"log.dirs: {directory / 'data'}\n")
+                      f"log.dirs: {data_dir}\n")
     return Broker("kraftboard", [sys.executable, "-m", "broker", "broker", "--config", str(config)],
-                  port, directory)
+                  port, directory, data_dir=data_dir)
 
 
 def install_tansu(directory: Path) -> Path:
@@ -180,6 +188,7 @@ def measure(broker: Broker, args: argparse.Namespace) -> dict:
                         "--record-size", str(args.record_size), "--acks", "1",
                         "--processes", str(args.producers))
         after_produce = broker.memory_mb()
+        disk = broker.disk_mb()
         consumed = perf("consume", broker.bootstrap, "bench", args.records)
         latency = perf("produce", broker.bootstrap, "bench-latency", args.latency_records,
                        "--record-size", str(args.record_size), "--acks", "1",
@@ -191,7 +200,7 @@ def measure(broker: Broker, args: argparse.Namespace) -> dict:
     finally:
         broker.stop()
     return {"produce": produced, "consume": consumed, "latency": latency,
-            "rss_mb": after_produce["VmRSS"], "peak_rss_mb": peak}
+            "rss_mb": after_produce["VmRSS"], "peak_rss_mb": peak, "disk_mb": disk}
 
 
 def filesystem_of(path: Path) -> str:
@@ -229,6 +238,8 @@ def rows(args: argparse.Namespace) -> list[tuple]:
         (f"RSS after {gigabytes(args):g} GB produced, MB", lambda r: r["rss_mb"], "{:,.1f}",
          "<= 100 MB", lambda ours, tansu: ours <= 100),
         ("peak RSS (VmHWM), MB", lambda r: r["peak_rss_mb"], "{:,.1f}", "", None),
+        (f"data on disk after {gigabytes(args):g} GB produced, MB", lambda r: r["disk_mb"],
+         "{:,.0f}", "", None),
     ]
 
 

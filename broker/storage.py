@@ -67,7 +67,12 @@ CHECKPOINT_INTERVAL = 1.0  # seconds
 # bigger ones, or any with an fsync, go to the writer's thread so the loop keeps serving.
 INLINE_MAX_BATCHES = 4
 INLINE_MAX_BYTES = 64 * 1024
+# The WAL is restarted (written again from its start) once it outgrows this, and its
+# file is cut back to this size.
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes
+# Checkpoint passes made while writes go on before the last one, made with writes held:
+# each copies what was written during the one before, so they get shorter and shorter.
+CATCH_UP_PASSES = 4
 
 INSERT_BATCH = (
     "INSERT INTO batches (pid, base_offset, last_offset, max_timestamp, leader_epoch, producer_id,"
@@ -143,9 +148,17 @@ class StoredPartition:
 
 
 class Storage:
-    def __init__(self, path: Path, fsync_every_commit: bool = False):
+    def __init__(self, path: Path, fsync_every_commit: bool = False,
+                 wal_size_limit: int = WAL_SIZE_LIMIT,
+                 checkpoint_interval: float = CHECKPOINT_INTERVAL):
         self.path = path
         self._fsync = fsync_every_commit
+        self._wal_size_limit = wal_size_limit
+        self._checkpoint_interval = checkpoint_interval
+        self._page_size = 0  # read when the database is open
+        # Held by the write loop while it writes a group, and by the checkpoint that lets
+        # the WAL restart.
+        self._writing = asyncio.Lock()
         self._writer: sqlite3.Connection | None = None
         self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="storage-writer")
         self._reader: aiosqlite.Connection | None = None
@@ -168,6 +181,8 @@ class Storage:
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         await self._reader.execute("PRAGMA query_only=ON")
         self._checkpointer = await aiosqlite.connect(self.path, isolation_level=None)
+        async with self._checkpointer.execute("PRAGMA page_size") as cursor:
+            (self._page_size,) = await cursor.fetchone()
         self._writer_task = asyncio.create_task(self._write_loop(), name="storage-writer")
         self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name="checkpoints")
 
@@ -181,7 +196,7 @@ class Storage:
         writer.execute("PRAGMA wal_autocheckpoint=0")
         # Once a checkpoint has emptied it, the WAL file shrinks back to this size instead
         # of keeping the largest size a burst of writes ever gave it.
-        writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
+        writer.execute(f"PRAGMA journal_size_limit={self._wal_size_limit}")
         writer.executescript(SCHEMA)
         return writer
 
@@ -258,10 +273,11 @@ class Storage:
                 continue
             statements = [(sql, params) for sql, params, _ in pending]
             try:
-                if not self._fsync and _small(statements):
-                    self._write_group(statements)
-                else:
-                    await self._in_writer_thread(self._write_group, statements)
+                async with self._writing:
+                    if not self._fsync and _small(statements):
+                        self._write_group(statements)
+                    else:
+                        await self._in_writer_thread(self._write_group, statements)
             except Exception as exc:  # disk full, I/O error: every write in it fails
                 log.exception("storage commit failed")
                 self.on_failure()
@@ -296,13 +312,37 @@ class Storage:
             raise
 
     async def _checkpoint_loop(self) -> None:
-        """Copy the WAL into the database in the background; PASSIVE never blocks writers."""
         while True:
-            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            await asyncio.sleep(self._checkpoint_interval)
             try:
-                await self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                await self._checkpoint()
             except Exception:
                 log.exception("WAL checkpoint failed; trying again")
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database in the background. A PASSIVE checkpoint never
+        blocks a write, but under steady writes it never catches up either: writes land
+        behind it while it copies. SQLite restarts the WAL (writes it again from its
+        start, then cuts the file to journal_size_limit) only when a write begins on a WAL
+        copied to its end, so without a pause the file would keep every page written
+        since the load began. Once the WAL outgrows the limit, passes copy what came in
+        during the one before, and the last, a short one, holds writes."""
+        frames, copied = await self._checkpoint_pass()
+        if frames * self._page_size <= self._wal_size_limit:
+            return
+        for _ in range(CATCH_UP_PASSES):
+            if frames == copied:
+                break
+            frames, copied = await self._checkpoint_pass()
+        async with self._writing:
+            frames, copied = await self._checkpoint_pass()
+        log.debug("WAL of %d frames copied up to %d with writes held", frames, copied)
+
+    async def _checkpoint_pass(self) -> tuple[int, int]:
+        """PASSIVE checkpoint: the WAL's frames, and how many of them are in the database."""
+        async with self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)") as cursor:
+            _, frames, copied = await cursor.fetchone()
+        return frames, copied
 
     # -- reads --------------------------------------------------------------------------
 

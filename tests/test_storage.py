@@ -1,17 +1,20 @@
-"""Storage's group commit on real SQLite: what a failed commit leaves behind.
+"""Storage's group commit on real SQLite: what a failed commit leaves behind, and the
+WAL's size under writes that never pause.
 
 A write fails here the way a full disk makes it fail, inside SQLite: a trigger, added
 through a connection of the test's own, aborts the INSERT of any batch over 1,000 bytes.
 """
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 
 import pytest
 
 from broker.partition import PartitionLog
 from broker.records import replicated_batches, split_batches
-from broker.storage import INLINE_MAX_BATCHES
+from broker.storage import INLINE_MAX_BATCHES, INSERT_BATCH, Storage
 from test_bad_input import PRODUCE_V, batch
 from test_partition_log import LEADER, open_log
 
@@ -69,3 +72,31 @@ async def test_a_failed_transaction_is_rolled_back(log):
 
     await append(log, SMALL)
     assert await stored_offsets(log) == [0, 1]
+
+
+async def test_the_wal_is_restarted_under_writes_that_never_pause(tmp_path):
+    """Writers that always have a write in flight never leave SQLite the moment it needs to
+    restart the WAL: a checkpoint copied to the WAL's end, then a write beginning. Unless
+    the storage makes that moment, the WAL file keeps every page written since the writes
+    began (here all 80 MB) on top of the database."""
+    limit, value, batches, writers = 1 << 20, os.urandom(80_000), 1000, 4
+    storage = Storage(tmp_path / "node.db", wal_size_limit=limit, checkpoint_interval=0.02)
+    await storage.open()
+    wal = tmp_path / "node.db-wal"
+    largest = 0
+
+    async def write(first: int) -> None:
+        nonlocal largest
+        for offset in range(first, batches, writers):
+            await storage.write(INSERT_BATCH, (1, offset, offset, 0, 0, -1, -1, -1,
+                                               len(value), value))
+            largest = max(largest, wal.stat().st_size)
+
+    try:
+        await asyncio.gather(*(write(first) for first in range(writers)))
+        stored = await storage.read_batches(1, 0, batches, 1 << 30)
+    finally:
+        await storage.close()
+    assert stored == [value] * batches
+    # Restarted, the WAL holds what came in between two checkpoints: here about 10 MB.
+    assert largest < batches * len(value) // 2
