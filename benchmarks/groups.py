@@ -8,8 +8,8 @@ directory, runs librdkafka consumers in threads of this process, prints the setu
 the figures, and asserts nothing. Everything it starts is stopped when it ends, also on
 Ctrl-C or SIGTERM. Run from the repository root:
 
-    python benchmarks/groups.py               # 5 leaves, 3 coordinator kills, 50,000 commits
-    python benchmarks/groups.py --quick       # 3 leaves, 1 kill, 10,000 commits
+    python benchmarks/groups.py           # 5 runs of 50,000 commits, 5 leaves, 3 coordinator kills
+    python benchmarks/groups.py --quick   # 3 runs of 10,000 commits, 3 leaves, 1 kill
 """
 from __future__ import annotations
 
@@ -305,18 +305,19 @@ class Rate(NamedTuple):
     cpu_us: float | None  # the coordinator process's CPU time per request; None off Linux
 
 
-def commit_rate(cluster: Cluster, topic: str, group: str, count: int,
-                window: int) -> tuple[Rate, int]:
+def commit_rates(cluster: Cluster, topic: str, group: str, count: int, window: int,
+                 runs: int) -> tuple[list[Rate], int]:
     """OffsetCommit requests answered per second by one coordinator, pipelined `window`
-    deep on one connection (generation -1: an empty group, as admin tools commit), and
-    that coordinator's node id."""
+    deep on one connection (generation -1: an empty group, as admin tools commit), in
+    `runs` runs of `count` one after the other; and that coordinator's node id."""
     conn, node = wait("a coordinator that accepts a first commit",
                       lambda: first_commit(cluster, group, topic))
     frames = [conn.frame(commit_request(group, topic, i % PARTITIONS, i)) for i in range(count)]
     try:
-        return pipelined_rate(conn, cluster.pid(node), frames, window, OffsetCommitResponse,
-                              COMMIT_VERSION, lambda answer: [
-                                  p.error_code for t in answer.topics for p in t.partitions]), node
+        return [pipelined_rate(conn, cluster.pid(node), frames, window, OffsetCommitResponse,
+                               COMMIT_VERSION, lambda answer: [
+                                   p.error_code for t in answer.topics for p in t.partitions])
+                for _ in range(runs)], node
     finally:
         conn.close()
 
@@ -457,11 +458,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--leaves", type=int, default=5)
     parser.add_argument("--kills", type=int, default=3)
-    parser.add_argument("--commits", type=int, default=50_000)
+    parser.add_argument("--commits", type=int, default=50_000, help="commits per run")
+    parser.add_argument("--commit-runs", type=int, default=5)
     parser.add_argument("--window", type=int, default=1000)
     args = parser.parse_args()
     if args.quick:
-        args.leaves, args.kills, args.commits = 3, 1, 10_000
+        args.leaves, args.kills, args.commits, args.commit_runs = 3, 1, 10_000, 3
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}")
@@ -475,18 +477,22 @@ def main() -> None:
             wait("a topic on 3 brokers", lambda: create(admin, topic))
             # First, while every node is up and leads what it was given.
             committing = f"commits-{uuid.uuid4().hex[:6]}"
-            rate, node = commit_rate(cluster, topic, committing, args.commits, args.window)
+            rates, node = commit_rates(cluster, topic, committing, args.commits, args.window,
+                                       args.commit_runs)
+            per_second = [r.per_second for r in rates]
             print(f"OffsetCommit v{COMMIT_VERSION} on one coordinator (RF 3, acks=all), "
-                  f"{args.window} in flight on one connection: {rate.per_second:,.0f} "
-                  f"requests/s over {args.commits:,}{cpu_note(rate)} (target >= 20,000/s)")
+                  f"{args.window} in flight on one connection, {len(rates)} runs of "
+                  f"{args.commits:,}: median {statistics.median(per_second):,.0f} requests/s "
+                  f"(min {min(per_second):,.0f}, max {max(per_second):,.0f})"
+                  f"{cpu_note(rates)} (target >= 20,000/s)")
             rate = heartbeat_rate(cluster, topic, args.commits, args.window)
             print(f"Heartbeat v{HEARTBEAT_VERSION} of an unknown member, the same way: "
-                  f"{rate.per_second:,.0f} requests/s{cpu_note(rate)} (each waits for the "
-                  "one before; no target)")
+                  f"{rate.per_second:,.0f} requests/s over {args.commits:,}{cpu_note([rate])} "
+                  "(each waits for the one before; no target)")
             took = reload_after_commits(cluster, admin, topic, committing, node)
             print(f"SIGKILL of that coordinator's node: a commit is acknowledged at the new "
-                  f"coordinator after {ms(took)}; it reads the {args.commits:,} commits back "
-                  "first, less what the log cleaner has removed (no target)")
+                  f"coordinator after {ms(took)}; it reads the {args.commits * args.commit_runs:,}"
+                  " commits back first, less what the log cleaner has removed (no target)")
             feeder = Feeder(cluster.bootstrap, topic)
             print(f"members: {MEMBERS} librdkafka consumers, session.timeout.ms "
                   f"{SESSION_TIMEOUT_MS}, heartbeat.interval.ms {HEARTBEAT_INTERVAL_MS}, "
@@ -520,8 +526,11 @@ def create(admin: AdminClient, topic: str) -> bool:
         return False
 
 
-def cpu_note(rate: Rate) -> str:
-    return "" if rate.cpu_us is None else f", coordinator CPU {rate.cpu_us:,.0f} µs per request"
+def cpu_note(rates: list[Rate]) -> str:
+    """The coordinator's CPU time per request, the median over the runs."""
+    if any(r.cpu_us is None for r in rates):
+        return ""
+    return f", coordinator CPU {statistics.median(r.cpu_us for r in rates):,.0f} µs per request"
 
 
 def ms(seconds: float) -> str:
